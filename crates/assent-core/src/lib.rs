@@ -1,0 +1,11 @@
+//! Assent's engine rules. This crate does no I/O and reads no clock: everything here is a
+//! function of its arguments, so it can be tested with tables and trusted by every shell.
+
+pub mod address;
+pub mod compile;
+pub mod expr;
+pub mod issue;
+pub mod lint;
+pub mod model;
+pub mod schema;
+pub mod validate;

@@ -1,0 +1,4 @@
+//! Strict request schemas: every field, limit and pattern, every problem listed.
+
+pub mod check;
+pub mod definition;

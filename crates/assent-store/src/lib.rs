@@ -1,0 +1,188 @@
+//! Assent's storage: one interface, [`Store`], and two implementations, SQLite (the
+//! default, embedded) and PostgreSQL (for several engine processes sharing the work).
+//!
+//! The store never reads the clock: every write is given `now_ms` by its caller, so tests
+//! can move time by hand.
+
+mod credentials;
+pub mod postgres;
+pub mod sqlite;
+
+use serde_json::Value;
+use std::future::Future;
+
+pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
+
+/// Errors a store operation can end with. The API maps them to statuses in one place.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An active definition already holds this id.
+    #[error("definition already exists")]
+    AlreadyExists,
+    /// No active definition (or workspace, key, token) with this id.
+    #[error("not found")]
+    NotFound,
+    /// `ifVersion` did not match the stored version.
+    #[error("Version conflict: expected {expected}, current {current}")]
+    VersionConflict { expected: i64, current: i64 },
+    /// The definition still has executions in flight.
+    #[error("definition has executions in flight")]
+    InFlight,
+    /// The database failed; the detail is for the log, never for a client.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A definition to write: the authored body (kept whole, `webhookConfig` included) and the
+/// precomputed parts of its public view (`webhookConfig` never among them).
+#[derive(Clone, Debug)]
+pub struct NewDefinition {
+    pub definition_id: String,
+    pub body: Value,
+    pub view: Value,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefinitionStatus {
+    Active,
+    Tombstoned,
+}
+
+impl DefinitionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionStatus::Active => "active",
+            DefinitionStatus::Tombstoned => "tombstoned",
+        }
+    }
+}
+
+/// One stored version of a definition.
+#[derive(Clone, Debug)]
+pub struct DefinitionRecord {
+    pub definition_id: String,
+    pub version: i64,
+    pub status: DefinitionStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    /// The per-workspace write sequence number of the last write; the list cursor.
+    pub write_seq: i64,
+    pub body: Value,
+    pub view: Value,
+}
+
+/// One page of definitions, newest write first.
+#[derive(Clone, Debug)]
+pub struct DefinitionPage {
+    pub items: Vec<DefinitionRecord>,
+    /// The `write_seq` to pass back for the next page; `None` when this page was the last.
+    pub next_cursor: Option<i64>,
+}
+
+/// The storage interface every shell (HTTP, command line, engine) talks to.
+pub trait Store: Send + Sync + 'static {
+    /// Creates a workspace with one API key and one auth token, returned in clear once.
+    fn create_workspace(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<NewCredentials>> + Send;
+
+    /// Creates a first workspace only if the store has none; several processes racing
+    /// here create exactly one. Returns `None` when a workspace already existed.
+    fn bootstrap_workspace(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<NewCredentials>>> + Send;
+
+    fn list_workspaces(&self) -> impl Future<Output = StoreResult<Vec<WorkspaceInfo>>> + Send;
+
+    /// A new API key for a workspace (`NotFound` if there is no such workspace).
+    fn create_api_key(
+        &self,
+        workspace_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    /// Revokes a key given in clear; `NotFound` if no live key matches.
+    fn revoke_api_key(
+        &self,
+        api_key: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn create_auth_token(
+        &self,
+        workspace_id: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<String>> + Send;
+
+    fn revoke_auth_token(
+        &self,
+        auth_token: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Checks a request's credentials in the order the API reports them.
+    fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        auth_token: Option<&str>,
+    ) -> impl Future<Output = StoreResult<AuthOutcome>> + Send;
+
+    /// Creates a definition at version 1, over a tombstone if there is one (whose earlier
+    /// versions are then gone). `AlreadyExists` if an active one holds the id.
+    fn create_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<DefinitionRecord>> + Send;
+
+    /// Replaces an active definition when `if_version` is its version; the earlier version
+    /// stays readable through [`Store::get_definition_version`].
+    fn update_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        if_version: i64,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<DefinitionRecord>> + Send;
+
+    /// The active definition with this id.
+    fn get_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<DefinitionRecord>>> + Send;
+
+    /// A version of the current lineage of an active definition.
+    fn get_definition_version(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        version: i64,
+    ) -> impl Future<Output = StoreResult<Option<DefinitionRecord>>> + Send;
+
+    /// Active definitions, newest write first, strictly older than `cursor` when given.
+    fn list_definitions(
+        &self,
+        workspace_id: &str,
+        page_size: u32,
+        cursor: Option<i64>,
+    ) -> impl Future<Output = StoreResult<DefinitionPage>> + Send;
+
+    /// Tombstones (or with `purge`, removes with every version) an active definition.
+    /// `InFlight` while it has executions that are pending or running.
+    fn delete_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        purge: bool,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}
