@@ -2,6 +2,7 @@
 //! (every problem), the edge-contract rules (the first broken one), then the linter (every
 //! problem).
 
+use crate::address::AddressPolicy;
 use crate::compile::{compile, Compiled};
 use crate::issue::Issue;
 use crate::lint::{lint, LintIssue};
@@ -26,9 +27,14 @@ pub struct Validated {
     pub if_version: Option<i64>,
 }
 
-/// Runs the three stages over a create (or, with `Mode::Update`, an update) body.
-pub fn validate_definition(body: &Value, mode: Mode) -> Result<Validated, Invalid> {
-    let (spec, if_version) = parse_definition(body, mode).map_err(Invalid::Schema)?;
+/// Runs the three stages over a create (or, with `Mode::Update`, an update) body. URLs are
+/// checked under the operator's address `policy`.
+pub fn validate_definition(
+    body: &Value,
+    mode: Mode,
+    policy: &AddressPolicy,
+) -> Result<Validated, Invalid> {
+    let (spec, if_version) = parse_definition(body, mode, policy).map_err(Invalid::Schema)?;
     let compiled = compile(&spec).map_err(|e| Invalid::Rule(e.message))?;
     let lint = lint(&spec, &compiled);
     if !lint.is_empty() {

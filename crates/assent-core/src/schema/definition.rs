@@ -1,5 +1,6 @@
 //! The definition create and update schema (reference 2.1.1 and 2.1.2).
 
+use crate::address::AddressPolicy;
 use crate::issue::Issue;
 use crate::model::DefinitionSpec;
 use serde_json::Value;
@@ -15,6 +16,7 @@ pub enum Mode {
 pub fn parse_definition(
     _body: &Value,
     _mode: Mode,
+    _policy: &AddressPolicy,
 ) -> Result<(DefinitionSpec, Option<i64>), Vec<Issue>> {
     todo!("definition schema")
 }
