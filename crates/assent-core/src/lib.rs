@@ -9,3 +9,4 @@ pub mod lint;
 pub mod model;
 pub mod schema;
 pub mod validate;
+pub mod view;

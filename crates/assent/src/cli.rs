@@ -1,0 +1,166 @@
+//! The command line: `assent serve`, and the workspace, key and token commands whose JSON
+//! output scripts can rely on.
+
+use crate::bootstrap::credentials_json;
+use crate::clock::{Clock, SystemClock};
+use crate::serve::ServeConfig;
+use assent_store::{AnyStore, Store, StoreError};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "assent", version, about = "A self-hostable approval workflow engine")]
+pub struct Cli {
+    /// Where the data lives: `sqlite:PATH` or `postgres://...`.
+    /// Defaults to `sqlite:<data-dir>/assent.db`.
+    #[arg(long, env = "ASSENT_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded database and the first start's credentials file.
+    #[arg(long, env = "ASSENT_DATA_DIR", default_value = "./assent-data", global = true)]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Create and list workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Create and revoke API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Create and revoke auth tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "ASSENT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Log format.
+    #[arg(long, env = "ASSENT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Do not create a first workspace when the store has none.
+    #[arg(long)]
+    pub no_bootstrap: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace; prints its id, an API key and an auth token once.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List workspaces.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; prints it once.
+    Create {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Revoke an API key.
+    Revoke { key: String },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create an auth token; prints it once.
+    Create {
+        #[arg(long)]
+        workspace: String,
+    },
+    /// Revoke an auth token.
+    Revoke { token: String },
+}
+
+impl Cli {
+    pub fn database_url(&self) -> String {
+        let default = || format!("sqlite:{}", self.data_dir.join("assent.db").display());
+        self.database_url.clone().unwrap_or_else(default)
+    }
+
+    pub fn serve_config(&self, args: &ServeArgs) -> ServeConfig {
+        ServeConfig {
+            listen: args.listen.clone(),
+            database_url: self.database_url(),
+            data_dir: self.data_dir.clone(),
+            bootstrap: !args.no_bootstrap,
+        }
+    }
+}
+
+/// Runs one of the administrative commands, printing its JSON result on stdout.
+pub async fn run_admin(database_url: &str, command: &Command) -> Result<(), String> {
+    let store = AnyStore::open(database_url).await.map_err(|e| e.to_string())?;
+    let now_ms = SystemClock.now_ms();
+    let output = match command {
+        Command::Serve(_) => unreachable!("serve is not an administrative command"),
+        Command::Workspace(WorkspaceCommand::Create { name }) => {
+            credentials_json(&store.create_workspace(name, now_ms).await.map_err(explain)?)
+        }
+        Command::Workspace(WorkspaceCommand::List) => workspace_list(&store).await?,
+        Command::Key(KeyCommand::Create { workspace }) => {
+            let api_key = store.create_api_key(workspace, now_ms).await.map_err(explain)?;
+            json!({ "workspaceId": workspace, "apiKey": api_key }).to_string()
+        }
+        Command::Key(KeyCommand::Revoke { key }) => {
+            store.revoke_api_key(key, now_ms).await.map_err(explain)?;
+            json!({ "revoked": true }).to_string()
+        }
+        Command::Token(TokenCommand::Create { workspace }) => {
+            let token = store.create_auth_token(workspace, now_ms).await.map_err(explain)?;
+            json!({ "workspaceId": workspace, "authToken": token }).to_string()
+        }
+        Command::Token(TokenCommand::Revoke { token }) => {
+            store.revoke_auth_token(token, now_ms).await.map_err(explain)?;
+            json!({ "revoked": true }).to_string()
+        }
+    };
+    println!("{output}");
+    Ok(())
+}
+
+async fn workspace_list(store: &AnyStore) -> Result<String, String> {
+    let workspaces = store.list_workspaces().await.map_err(explain)?;
+    let items: Vec<_> = workspaces
+        .iter()
+        .map(|w| {
+            json!({
+                "workspaceId": w.workspace_id,
+                "name": w.name,
+                "createdAt": w.created_at_ms,
+                "liveApiKeys": w.live_api_keys,
+                "liveAuthTokens": w.live_auth_tokens,
+            })
+        })
+        .collect();
+    Ok(serde_json::Value::Array(items).to_string())
+}
+
+fn explain(err: StoreError) -> String {
+    match err {
+        StoreError::NotFound => "not found: no such workspace, live key or live token".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,70 @@
+//! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
+
+use crate::clock::{Clock, SystemClock};
+use crate::http::{router, AppState};
+use assent_core::address::AddressPolicy;
+use assent_store::AnyStore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct ServeConfig {
+    pub listen: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub bootstrap: bool,
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let store = AnyStore::open(&config.database_url).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    if config.bootstrap {
+        crate::bootstrap::first_workspace(&store, clock.as_ref(), &config.data_dir).await?;
+    }
+    let listener = TcpListener::bind(&config.listen).await?;
+    let state = AppState {
+        store: Arc::new(store),
+        clock,
+        address_policy: Arc::new(AddressPolicy::default()),
+    };
+    tracing::info!(listen = %listener.local_addr()?, "assent is serving");
+    serve(listener, state, shutdown_signal()).await?;
+    tracing::info!("assent stopped");
+    Ok(())
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight
+/// finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

@@ -1,0 +1,143 @@
+//! The black-box harness: a real server on port 0 over a fresh store, and a client that
+//! speaks HTTP to it as any other client would.
+
+#![allow(dead_code)]
+
+use assent::clock::ManualClock;
+use assent::http::AppState;
+use assent_core::address::AddressPolicy;
+use assent_store::{AnyStore, NewCredentials, Store};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// 2026-12-01T00:00:00Z, a fixed start for the test clock.
+pub const T0_MS: i64 = 1_796_083_200_000;
+
+pub struct TestApp {
+    pub base_url: String,
+    pub store: Arc<AnyStore>,
+    pub clock: Arc<ManualClock>,
+    pub creds: NewCredentials,
+    pub http: reqwest::Client,
+    _shutdown: oneshot::Sender<()>,
+    _dir: TempDir,
+}
+
+/// A directory removed when the test ends.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).unwrap();
+        let dir = std::env::temp_dir().join(format!("assent-{tag}-{}", hex::encode(bytes)));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts a server over a fresh SQLite store with one workspace.
+pub async fn spawn_app() -> TestApp {
+    let dir = TempDir::new("http");
+    let url = format!("sqlite:{}", dir.0.join("assent.db").display());
+    let store = Arc::new(AnyStore::open(&url).await.expect("store opens"));
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let creds = store.create_workspace("test", T0_MS).await.expect("workspace");
+    let state = AppState {
+        store: store.clone(),
+        clock: clock.clone(),
+        address_policy: Arc::new(AddressPolicy::default()),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let (shutdown, stop) = oneshot::channel::<()>();
+    tokio::spawn(assent::serve::serve(listener, state, async {
+        let _ = stop.await;
+    }));
+    let http = reqwest::Client::new();
+    TestApp { base_url, store, clock, creds, http, _shutdown: shutdown, _dir: dir }
+}
+
+/// An HTTP answer: its status and its JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn result(&self) -> &Value {
+        assert_eq!(self.status, 200, "expected success, got {}", self.body);
+        &self.body["result"]
+    }
+
+    /// Asserts an error envelope with this HTTP status and status name; returns its message.
+    pub fn error(&self, http_status: u16, status: &str) -> String {
+        assert_eq!(self.status, http_status, "body: {}", self.body);
+        assert_eq!(self.body["error"]["status"], status, "body: {}", self.body);
+        self.body["error"]["message"].as_str().expect("message").to_owned()
+    }
+}
+
+impl TestApp {
+    /// POSTs `{"data": data}` to `/v2/workflow/<path>` with this app's credentials.
+    pub async fn call(&self, path: &str, data: Value) -> Answer {
+        self.call_as(&self.creds, path, data).await
+    }
+
+    pub async fn call_as(&self, creds: &NewCredentials, path: &str, data: Value) -> Answer {
+        let req = self
+            .http
+            .post(format!("{}/v2/workflow/{path}", self.base_url))
+            .header("x-velt-api-key", &creds.api_key)
+            .header("x-velt-auth-token", &creds.auth_token);
+        send_json(req, &json!({ "data": data })).await
+    }
+
+    /// A second workspace in the same store.
+    pub async fn other_workspace(&self) -> NewCredentials {
+        self.store.create_workspace("other", T0_MS).await.unwrap()
+    }
+}
+
+pub async fn send_json(req: reqwest::RequestBuilder, body: &Value) -> Answer {
+    let req = req.header("content-type", "application/json").body(body.to_string());
+    send(req).await
+}
+
+pub async fn send(req: reqwest::RequestBuilder) -> Answer {
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body read");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, body }
+}
+
+/// One of the shared example definitions, as a create body.
+pub fn example(name: &str) -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(format!("{name}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("example is JSON")
+}
+
+pub const EXAMPLES: [&str; 7] = [
+    "marketing-copy-approval",
+    "sequential-signoff",
+    "parallel-quorum",
+    "revision-loop",
+    "sla-escalation",
+    "agent-check-then-review",
+    "webhook-and-notification",
+];
