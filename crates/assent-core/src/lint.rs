@@ -159,7 +159,7 @@ fn missing_breach_edges(spec: &DefinitionSpec, compiled: &Compiled, issues: &mut
 
         let routes_breach = |role: EdgeRole, when: Option<&Expr>| match role {
             EdgeRole::Always => true,
-            EdgeRole::Custom => when.is_some_and(|w| reads_var(w, "step.status")),
+            EdgeRole::Custom => when.is_some_and(|w| w.reads_var("step.status")),
             _ => false,
         };
         if !outgoing.any(|e| routes_breach(e.role, e.when.as_ref())) {
@@ -169,14 +169,6 @@ fn missing_breach_edges(spec: &DefinitionSpec, compiled: &Compiled, issues: &mut
             );
             issues.push(LintIssue::new("missing-breach-edge", message).node(id));
         }
-    }
-}
-
-fn reads_var(expr: &Expr, path: &str) -> bool {
-    match expr {
-        Expr::Literal(_) => false,
-        Expr::Var(var) => var == path,
-        Expr::Op { args, .. } => args.iter().any(|arg| reads_var(arg, path)),
     }
 }
 
