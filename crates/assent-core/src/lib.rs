@@ -3,6 +3,7 @@
 
 pub mod address;
 pub mod compile;
+pub mod cron;
 pub mod expr;
 pub mod issue;
 pub mod lint;

@@ -1,4 +1,14 @@
 //! Strict request schemas: every field, limit and pattern, every problem listed.
 
+mod agent;
 pub mod check;
 pub mod definition;
+mod fields;
+mod graph;
+mod human;
+mod nodes;
+mod notification;
+#[cfg(test)]
+mod testkit;
+mod triggers;
+mod webhook_node;
