@@ -1,5 +1,15 @@
 //! Strict request schemas: every field, limit and pattern, every problem listed.
 
+mod agent;
 pub mod check;
 pub mod definition;
+mod fields;
+mod graph;
+mod human;
+mod nodes;
+mod notification;
 pub mod requests;
+#[cfg(test)]
+mod testkit;
+mod triggers;
+mod webhook_node;
