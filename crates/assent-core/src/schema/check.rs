@@ -120,7 +120,12 @@ impl Checker {
         v.and_then(|v| self.present_object(v, path, known))
     }
 
-    fn present_object<'v>(&mut self, v: &'v Value, path: &Path, known: &[&str]) -> Option<&'v Object> {
+    fn present_object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &Path,
+        known: &[&str],
+    ) -> Option<&'v Object> {
         match v {
             Value::Object(obj) => {
                 self.strict_keys(obj, path, known);
@@ -420,7 +425,10 @@ mod tests {
         assert_eq!(c.int(Some(&json!(3.5)), &Path::root(), 1, 5), None);
         assert_eq!(c.int(Some(&json!(9)), &Path::root(), 1, 5), None);
         let msgs: Vec<&str> = c.issues.iter().map(|i| i.message.as_str()).collect();
-        assert_eq!(msgs, ["Expected integer, received float", "Number must be less than or equal to 5"]);
+        assert_eq!(
+            msgs,
+            ["Expected integer, received float", "Number must be less than or equal to 5"]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::address::AddressPolicy;
 use crate::issue::{Issue, Path};
 use crate::model::{DefinitionSpec, Scope, ScopeLevel, WebhookConfig, EXTERNAL_EVENT_TYPES};
 use crate::schema::check::{Checker, Object, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use crate::schema::{graph, nodes, triggers};
 use regex::Regex;
 use serde_json::Value;
@@ -44,23 +44,15 @@ static DEFINITION_ID: LazyLock<Regex> =
 /// Organization and document ids: opaque strings of the caller's own systems.
 const SCOPE_ID: Str<'static> = Str::len(1, 256);
 
-/// Parses a create or update body. Returns the spec and, for an update, `ifVersion`.
+/// Parses a create or update body; URLs Assent will call are checked under the operator's
+/// address `policy`. Returns the spec and, for an update, `ifVersion`.
 pub fn parse_definition(
     body: &Value,
     mode: Mode,
     policy: &AddressPolicy,
 ) -> Result<(DefinitionSpec, Option<i64>), Vec<Issue>> {
-    parse_with(body, mode, &Collaborators::real(policy))
-}
-
-/// [`parse_definition`] with the collaborators given, so tests can stand in for them.
-pub(crate) fn parse_with(
-    body: &Value,
-    mode: Mode,
-    ext: &Collaborators<'_>,
-) -> Result<(DefinitionSpec, Option<i64>), Vec<Issue>> {
     let mut c = Checker::new();
-    match definition(&mut c, body, mode, ext) {
+    match definition(&mut c, body, mode, policy) {
         Some(parsed) if c.is_clean() => Ok(parsed),
         _ => {
             debug_assert!(!c.is_clean(), "a refused definition must say why");
@@ -73,7 +65,7 @@ fn definition(
     c: &mut Checker,
     body: &Value,
     mode: Mode,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
 ) -> Option<(DefinitionSpec, Option<i64>)> {
     let root = Path::root();
     let mut keys = CREATE_KEYS.to_vec();
@@ -90,17 +82,13 @@ fn definition(
     let description = c.opt_string(obj.get("description"), &at("description"), Str::len(0, 2000));
     let scope = scope(c, obj);
     let nodes = fields::list(c, obj.get("nodes"), &at("nodes"), (1, 100), true, |c, v, p| {
-        nodes::node(c, ext, v, p)
+        nodes::node(c, policy, v, p)
     });
-    let edges = fields::list(c, obj.get("edges"), &at("edges"), (0, 500), true, |c, v, p| {
-        graph::edge(c, ext, v, p)
-    });
+    let edges = fields::list(c, obj.get("edges"), &at("edges"), (0, 500), true, graph::edge);
     let groups = fields::list(c, obj.get("groups"), &at("groups"), (0, 100), false, graph::group);
     let triggers =
-        fields::list(c, obj.get("triggers"), &at("triggers"), (0, 50), false, |c, v, p| {
-            triggers::trigger(c, ext, v, p)
-        });
-    let webhook_config = webhook_config(c, ext, obj.get("webhookConfig"), &at("webhookConfig"));
+        fields::list(c, obj.get("triggers"), &at("triggers"), (0, 50), false, triggers::trigger);
+    let webhook_config = webhook_config(c, policy, obj.get("webhookConfig"), &at("webhookConfig"));
     let tags = c.string_list(obj.get("tags"), &at("tags"), (0, 20), Str::len(0, 64), false);
     let custom = c.any_object(obj.get("custom"), &at("custom"), false).cloned();
     let if_version = match mode {
@@ -187,7 +175,7 @@ fn one_id(
 
 fn webhook_config(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     v: Option<&Value>,
     path: &Path,
 ) -> Option<WebhookConfig> {
@@ -195,9 +183,9 @@ fn webhook_config(
     let obj = c.opt_object(v, path, &["url", "secret", "eventTypes"])?;
     let url = c.string(obj.get("url"), &path.key("url"), Str::len(1, fields::URL_MAX));
     if let Some(raw) = &url {
-        if let Err(why) = ext.check_url(raw) {
+        if let Err(refusal) = crate::address::check_url(raw, policy) {
             // The hosted engine's own sentences name this field `webhookUrl`.
-            c.exact(&path.key("url"), format!("webhookUrl {why}"));
+            c.exact(&path.key("url"), format!("webhookUrl {refusal}"));
         }
     }
     let secret = c.string(obj.get("secret"), &path.key("secret"), Str::len(16, 512));
@@ -226,12 +214,18 @@ mod tests {
     use crate::address::AddressPolicy;
     use crate::model::ScopeLevel;
     use crate::schema::testkit::{issues, minimal, parse, parse_mode, problems};
+    use crate::validate::validate_definition;
     use serde_json::{json, Value};
 
-    /// The shared example definitions; `ASSENT_EXAMPLES` points elsewhere if need be.
+    /// The example definitions kept at the repository root.
+    const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+
+    /// Number of example definitions in [`EXAMPLES_DIR`].
+    const EXAMPLES_COUNT: usize = 7;
+
     fn examples() -> Vec<(String, Value)> {
-        let dir = std::env::var("ASSENT_EXAMPLES").unwrap_or("/work/shared/examples".into());
-        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let entries =
+            std::fs::read_dir(EXAMPLES_DIR).unwrap_or_else(|e| panic!("{EXAMPLES_DIR}: {e}"));
         let mut found = Vec::new();
         for entry in entries {
             let path = entry.expect("directory entry").path();
@@ -245,21 +239,20 @@ mod tests {
     }
 
     #[test]
-    fn every_example_parses() {
+    fn every_example_passes_all_three_stages() {
         let examples = examples();
-        assert!(examples.len() >= 7, "examples missing: {}", examples.len());
+        assert_eq!(examples.len(), EXAMPLES_COUNT, "examples in {EXAMPLES_DIR}");
         for (name, body) in examples {
-            if let Err(issues) = parse(&body) {
-                panic!("{name}: {issues:?}");
+            let validated = validate_definition(&body, Mode::Create, &AddressPolicy::default());
+            if let Err(invalid) = validated {
+                panic!("{name}: {invalid:?}");
             }
         }
     }
 
     #[test]
-    fn the_public_entry_point_parses_without_stand_ins() {
-        // No URL to guard, no `when`, no schedule: nothing reaches another module.
-        let (spec, if_version) =
-            parse_definition(&minimal(), Mode::Create, &AddressPolicy::default()).expect("valid");
+    fn a_minimal_body_takes_the_defaults() {
+        let (spec, if_version) = parse_mode(&minimal(), Mode::Create).expect("valid");
         assert_eq!(spec.definition_id, "demo");
         assert_eq!(spec.scope.level, ScopeLevel::ApiKey);
         assert_eq!(if_version, None);
@@ -539,15 +532,27 @@ mod tests {
                 vec!["webhookConfig.secret: String must contain at most 512 character(s)"],
             ),
             (
-                config(json!({"url": "http://hooks.example.com/a"})),
+                config(json!({"url": "http://example.com"})),
                 vec!["webhookConfig.url: webhookUrl must use https scheme"],
             ),
             (
-                config(json!({"url": "https://127.0.0.1/a"})),
+                config(json!({"url": "https://127.0.0.1/x"})),
                 vec![
                     "webhookConfig.url: webhookUrl host resolves to a private, loopback, or \
-                 link-local address",
+                 link-local address (127.0.0.0/8, loopback)",
                 ],
+            ),
+            (
+                config(json!({"url": "https://localhost/x"})),
+                vec!["webhookConfig.url: webhookUrl host \"localhost\" is not allowed"],
+            ),
+            (
+                config(json!({"url": "https://user:pw@hooks.example.com/a"})),
+                vec!["webhookConfig.url: webhookUrl must not contain a user name or password"],
+            ),
+            (
+                config(json!({"url": "not a url"})),
+                vec!["webhookConfig.url: webhookUrl is not a valid absolute URL"],
             ),
             (
                 config(json!({"url": format!("https://e.com/{}", "a".repeat(1987))})),
@@ -570,7 +575,26 @@ mod tests {
         for (body, expected) in cases {
             assert_eq!(problems(&body), expected, "{}", body["webhookConfig"]);
         }
-        let found = issues(&config(json!({"url": "http://hooks.example.com/a"})));
+        let found = issues(&config(json!({"url": "http://example.com"})));
+        assert_eq!(found.len(), 1);
+        assert!(found[0].exact);
         assert_eq!(found[0].headline(), "webhookUrl must use https scheme");
+    }
+
+    #[test]
+    fn the_operator_policy_reaches_every_guarded_url() {
+        let mut body = minimal();
+        body["webhookConfig"] = json!({"url": "http://example.com", "secret": "s".repeat(16)});
+        body["nodes"] = json!([
+            {"nodeId": "w", "type": "webhook", "config": {"url": "http://cms.example.com/hook"}},
+            {"nodeId": "s", "type": "notification", "config": {
+                "channel": "slack", "bodyTemplate": "b",
+                "slackTarget": "http://hooks.slack.com/x"}},
+        ]);
+        assert_eq!(problems(&body).len(), 3, "refused under the default policy");
+
+        let dev = AddressPolicy { allow_http: true, ..AddressPolicy::default() };
+        let parsed = parse_definition(&body, Mode::Create, &dev);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 }

@@ -1,46 +1,12 @@
 //! Field rules shared by the parts of a definition (identifiers, lists, URLs, emails, header
-//! names), and the checks the schema calls but other modules own.
+//! names).
 
 use crate::address::AddressPolicy;
-use crate::expr::Expr;
 use crate::issue::{Issue, Path};
 use crate::schema::check::{Checker, Object, Str};
 use regex::Regex;
 use serde_json::Value;
 use std::sync::LazyLock;
-
-/// Checks owned by other modules (address guard, expression parser, cron), passed in as
-/// plain functions so that the schema can be tested without them.
-#[derive(Clone, Copy)]
-pub struct Collaborators<'p> {
-    pub policy: &'p AddressPolicy,
-    /// The address guard; the error is the refusal, worded to follow a field name.
-    pub check_url: fn(&str, &AddressPolicy) -> Result<(), String>,
-    pub parse_when: fn(&str) -> Result<Expr, String>,
-    pub check_cron: fn(&str) -> Result<(), String>,
-    pub is_valid_timezone: fn(&str) -> bool,
-}
-
-impl<'p> Collaborators<'p> {
-    /// The real collaborators, under the operator's address policy.
-    pub fn real(policy: &'p AddressPolicy) -> Collaborators<'p> {
-        Collaborators {
-            policy,
-            check_url: guard_url,
-            parse_when: crate::expr::parse_when,
-            check_cron: |source| crate::cron::parse_cron(source).map(drop),
-            is_valid_timezone: crate::cron::is_valid_timezone,
-        }
-    }
-
-    pub fn check_url(&self, raw: &str) -> Result<(), String> {
-        (self.check_url)(raw, self.policy)
-    }
-}
-
-fn guard_url(raw: &str, policy: &AddressPolicy) -> Result<(), String> {
-    crate::address::check_url(raw, policy).map(drop).map_err(|refusal| refusal.to_string())
-}
 
 /// Longest URL accepted anywhere in a definition.
 pub const URL_MAX: usize = 2000;
@@ -161,18 +127,18 @@ pub fn opt_http_url(c: &mut Checker, v: Option<&Value>, path: &Path) -> Option<S
     Some(raw)
 }
 
-/// A URL that Assent will call: length-checked, then passed through the address guard.
-/// A refusal is reported as `<field> <rule>`, with the path.
+/// A URL that Assent will call: length-checked, then passed through the address guard under
+/// the operator's `policy`. A refusal is reported as `<field> <rule>`, with the path.
 pub fn guarded_url(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     v: Option<&Value>,
     path: &Path,
     field: &str,
 ) -> Option<String> {
     let raw = c.string(v, path, Str::len(1, URL_MAX))?;
-    if let Err(why) = ext.check_url(&raw) {
-        c.custom(path, format!("{field} {why}"));
+    if let Err(refusal) = crate::address::check_url(&raw, policy) {
+        c.custom(path, format!("{field} {refusal}"));
         return None;
     }
     Some(raw)

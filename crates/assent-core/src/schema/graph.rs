@@ -4,7 +4,7 @@
 use crate::issue::{Issue, Path};
 use crate::model::{Edge, EdgeRole, Endpoint, Group, QuorumPolicy};
 use crate::schema::check::{type_name, Checker, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use serde_json::Value;
 
 const EDGE_KEYS: [&str; 5] = ["from", "to", "on", "when", "loop"];
@@ -16,13 +16,13 @@ const REF: Str<'static> = Str::len(1, 64);
 /// Longest `when` expression source.
 const WHEN_MAX: usize = 1000;
 
-pub fn edge(c: &mut Checker, ext: &Collaborators<'_>, v: &Value, path: &Path) -> Option<Edge> {
+pub fn edge(c: &mut Checker, v: &Value, path: &Path) -> Option<Edge> {
     let mark = c.issues.len();
     let obj = c.object(Some(v), path, &EDGE_KEYS)?;
     let from = endpoint(c, obj.get("from"), &path.key("from"));
     let to = endpoint(c, obj.get("to"), &path.key("to"));
     let on = c.opt_enumeration(obj.get("on"), &path.key("on"), &ROLES);
-    let when = when(c, ext, obj.get("when"), &path.key("when"));
+    let when = when(c, obj.get("when"), &path.key("when"));
     let loop_path = path.key("loop");
     let loop_max_iterations =
         c.opt_object(obj.get("loop"), &loop_path, &["maxIterations"]).and_then(|l| {
@@ -64,17 +64,12 @@ fn endpoint(c: &mut Checker, v: Option<&Value>, path: &Path) -> Option<Endpoint>
 
 /// A `when` source, parsed when its length is right. An empty one is taken as absent, so the
 /// edge compiler reports a custom edge without a predicate in its own words.
-fn when(
-    c: &mut Checker,
-    ext: &Collaborators<'_>,
-    v: Option<&Value>,
-    path: &Path,
-) -> Option<crate::expr::Expr> {
+fn when(c: &mut Checker, v: Option<&Value>, path: &Path) -> Option<crate::expr::Expr> {
     let source = c.opt_string(v, path, Str::len(0, WHEN_MAX))?;
     if source.is_empty() {
         return None;
     }
-    match (ext.parse_when)(&source) {
+    match crate::expr::parse_when(&source) {
         Ok(expr) => Some(expr),
         Err(why) => {
             c.custom(path, why);
@@ -121,7 +116,7 @@ pub fn group(c: &mut Checker, v: &Value, path: &Path) -> Option<Group> {
 
 #[cfg(test)]
 mod tests {
-    use crate::expr::Expr;
+    use crate::expr::{Expr, Op};
     use crate::model::{EdgeRole, Endpoint, QuorumPolicy};
     use crate::schema::testkit::{minimal, parse, problems};
     use serde_json::{json, Value};
@@ -138,12 +133,16 @@ mod tests {
         body
     }
 
+    /// `output.decision == "approve"`, as a `when` source.
+    const DECISION_IS_APPROVE: &str =
+        r#"{"op": "eq", "args": [{"var": "output.decision"}, "approve"]}"#;
+
     #[test]
     fn endpoints_in_all_three_forms() {
         let body = with_edges(json!([
             {"from": "a", "to": {"kind": "node", "nodeId": "b"}, "on": "reject",
              "loop": {"maxIterations": 3}},
-            {"from": {"kind": "group", "groupId": "g"}, "to": "c", "on": "custom", "when": "ok"},
+            {"from": {"kind": "group", "groupId": "g"}, "to": "c", "on": "custom", "when": "true"},
         ]));
         let spec = parse(&body).expect("valid");
         assert_eq!(spec.edges[0].from, Endpoint::Node("a".into()));
@@ -155,11 +154,52 @@ mod tests {
     }
 
     #[test]
+    fn a_custom_when_is_parsed_into_an_expression() {
+        let edge = json!({"from": "a", "to": "b", "on": "custom", "when": DECISION_IS_APPROVE});
+        let spec = parse(&with_edges(json!([edge]))).expect("valid");
+        let expected = Expr::Op {
+            op: Op::Eq,
+            args: vec![Expr::Var("output.decision".into()), Expr::Literal(json!("approve"))],
+        };
+        assert_eq!(spec.edges[0].when, Some(expected));
+    }
+
+    #[test]
+    fn a_bad_when_is_reported_at_its_edge() {
+        let good = json!({"from": "a", "to": "b", "on": "custom", "when": DECISION_IS_APPROVE});
+        let bad = |when: &str| json!({"from": "a", "to": "c", "on": "custom", "when": when});
+        let cases = [
+            (
+                "output.decision == 'approve'",
+                "expression is not valid JSON (expected value at line 1 column 1)",
+            ),
+            (
+                r#"{"op": "like", "args": [{"var": "output.title"}, "x"]}"#,
+                "unknown operator \"like\"",
+            ),
+            (
+                r#"{"var": "decision"}"#,
+                "unknown variable \"decision\": a variable starts with \
+              output, step or execution.input",
+            ),
+        ];
+        for (when, message) in cases {
+            let body = with_edges(json!([good.clone(), bad(when)]));
+            assert_eq!(problems(&body), [format!("edges.1.when: {message}")], "{when}");
+        }
+    }
+
+    #[test]
     fn on_defaults_to_always_and_an_empty_when_is_absent() {
         let spec =
             parse(&with_edges(json!([{"from": "a", "to": "b", "when": ""}]))).expect("valid");
         assert_eq!(spec.edges[0].on, EdgeRole::Always);
         assert_eq!(spec.edges[0].when, None);
+    }
+
+    /// A `when` source of `len` characters: a JSON string literal, which is a valid expression.
+    fn string_of(len: usize) -> String {
+        format!("\"{}\"", "w".repeat(len - 2))
     }
 
     #[test]
@@ -196,14 +236,14 @@ mod tests {
                 json!({"from": "a", "to": "b", "on": null}),
                 vec!["on: Expected string, received null"],
             ),
-            (json!({"from": "a", "to": "b", "on": "custom", "when": "w".repeat(1000)}), vec![]),
+            (json!({"from": "a", "to": "b", "on": "custom", "when": string_of(1000)}), vec![]),
             (
-                json!({"from": "a", "to": "b", "on": "custom", "when": "w".repeat(1001)}),
+                json!({"from": "a", "to": "b", "on": "custom", "when": string_of(1001)}),
                 vec!["when: String must contain at most 1000 character(s)"],
             ),
             (
-                json!({"from": "a", "to": "b", "on": "custom", "when": "bad"}),
-                vec!["when: Unknown operator \"bad\""],
+                json!({"from": "a", "to": "b", "on": "custom", "when": "{\"op\": \"xor\"}"}),
+                vec!["when: unknown operator \"xor\""],
             ),
             (
                 json!({"from": "a", "to": "b", "when": {"op": "eq"}}),

@@ -1,9 +1,10 @@
 //! The fields every node has, and the choice of config schema by node `type`.
 
+use crate::address::AddressPolicy;
 use crate::issue::Path;
 use crate::model::{Node, NodeConfig};
 use crate::schema::check::{Checker, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use crate::schema::{agent, human, notification, webhook_node};
 use serde_json::Value;
 
@@ -15,13 +16,15 @@ const NODE_TYPES: [&str; 4] = ["agent", "human", "notification", "webhook"];
 /// Longest `slaMs`: seven days.
 const SLA_MAX_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
-pub fn node(c: &mut Checker, ext: &Collaborators<'_>, v: &Value, path: &Path) -> Option<Node> {
+/// A node; URLs in its config are checked under the operator's address `policy`.
+pub fn node(c: &mut Checker, policy: &AddressPolicy, v: &Value, path: &Path) -> Option<Node> {
     let mark = c.issues.len();
     let obj = c.object(Some(v), path, &NODE_KEYS)?;
     let node_id = fields::id(c, obj.get("nodeId"), &path.key("nodeId"), 64);
     let node_type = c.enumeration(obj.get("type"), &path.key("type"), &NODE_TYPES);
     // Without a known type there is no schema to hold the config to.
-    let config = node_type.and_then(|t| config(c, ext, t, obj.get("config"), &path.key("config")));
+    let config =
+        node_type.and_then(|t| config(c, policy, t, obj.get("config"), &path.key("config")));
     let sla_ms = fields::opt_uint(c, obj.get("slaMs"), &path.key("slaMs"), 1, SLA_MAX_MS);
     let non_empty_path = path.key("requireNonEmptyOutput");
     let require_non_empty_output = c.opt_bool(obj.get("requireNonEmptyOutput"), &non_empty_path);
@@ -44,7 +47,7 @@ pub fn node(c: &mut Checker, ext: &Collaborators<'_>, v: &Value, path: &Path) ->
 
 fn config(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     node_type: &str,
     v: Option<&Value>,
     path: &Path,
@@ -52,8 +55,8 @@ fn config(
     match node_type {
         "agent" => agent::config(c, v, path).map(NodeConfig::Agent),
         "human" => human::config(c, v, path).map(NodeConfig::Human),
-        "notification" => notification::config(c, ext, v, path).map(NodeConfig::Notification),
-        _ => webhook_node::config(c, ext, v, path).map(NodeConfig::Webhook),
+        "notification" => notification::config(c, policy, v, path).map(NodeConfig::Notification),
+        _ => webhook_node::config(c, policy, v, path).map(NodeConfig::Webhook),
     }
 }
 

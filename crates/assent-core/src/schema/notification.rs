@@ -1,9 +1,10 @@
 //! The config of a `notification` node: an email or a Slack message built from a template.
 
+use crate::address::AddressPolicy;
 use crate::issue::Path;
 use crate::model::{Channel, NotificationConfig, NotificationFormat};
 use crate::schema::check::{Checker, Object, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use regex::Regex;
 use serde_json::Value;
 use std::sync::LazyLock;
@@ -22,7 +23,7 @@ static SLACK_CHANNEL_ID: LazyLock<Regex> =
 
 pub fn config(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     v: Option<&Value>,
     path: &Path,
 ) -> Option<NotificationConfig> {
@@ -35,7 +36,7 @@ pub fn config(
         fields::email_list(c, obj.get("recipients"), &at("recipients"), (0, 50), false);
     let subject =
         c.opt_string(obj.get("subjectTemplate"), &at("subjectTemplate"), Str::len(0, 2000));
-    let slack_target = slack_target(c, ext, obj.get("slackTarget"), &at("slackTarget"));
+    let slack_target = slack_target(c, policy, obj.get("slackTarget"), &at("slackTarget"));
     let formats = ["text", "html", "slack-blocks"];
     let format = c.opt_enumeration(obj.get("format"), &at("format"), &formats);
     let channel = channel.map(|name| match name {
@@ -90,14 +91,14 @@ fn channel_rules(c: &mut Checker, channel: Channel, obj: &Object, path: &Path) {
 /// A Slack channel id, or an incoming-webhook URL that passes the address guard.
 fn slack_target(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     v: Option<&Value>,
     path: &Path,
 ) -> Option<String> {
     let target = c.opt_string(v, path, Str::len(0, fields::URL_MAX))?;
     let looks_like_url = target.contains("://");
     if looks_like_url {
-        return fields::guarded_url(c, ext, v, path, "slackTarget");
+        return fields::guarded_url(c, policy, v, path, "slackTarget");
     }
     // An empty target is reported by the channel rule, not here.
     if !target.is_empty() && !SLACK_CHANNEL_ID.is_match(&target) {
@@ -222,8 +223,13 @@ mod tests {
             (
                 json!({"channel": "slack", "bodyTemplate": "b",
                        "slackTarget": "https://localhost/x"}),
+                vec!["slackTarget: slackTarget host \"localhost\" is not allowed"],
+            ),
+            (
+                json!({"channel": "slack", "bodyTemplate": "b",
+                       "slackTarget": "https://192.168.1.1/x"}),
                 vec!["slackTarget: slackTarget host resolves to a private, loopback, or \
-                 link-local address"],
+                 link-local address (192.168.0.0/16, private)"],
             ),
         ];
         for (config, expected) in cases {

@@ -91,7 +91,10 @@ pub fn parse_get_version(body: &Value) -> Result<GetDefinitionVersion, Vec<Issue
     let id = definition_id(&mut c, body, &["version"]);
     let version = c.int(body.get("version"), &Path::root().key("version"), 1, CURSOR_MAX);
     let parsed = id.zip(version);
-    finish(c, parsed.map(|(definition_id, version)| GetDefinitionVersion { definition_id, version }))
+    finish(
+        c,
+        parsed.map(|(definition_id, version)| GetDefinitionVersion { definition_id, version }),
+    )
 }
 
 #[cfg(test)]

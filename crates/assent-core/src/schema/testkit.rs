@@ -1,55 +1,14 @@
-//! Test stand-ins for the schema's collaborators, and small builders of request bodies.
+//! Small builders of request bodies for the schema's tests, and the parse that checks them
+//! under the default address policy.
 
 use crate::address::AddressPolicy;
-use crate::expr::Expr;
 use crate::issue::Issue;
 use crate::model::{DefinitionSpec, NodeConfig};
-use crate::schema::definition::{parse_with, Mode};
-use crate::schema::fields::Collaborators;
+use crate::schema::definition::{parse_definition, Mode};
 use serde_json::{json, Value};
 
-static POLICY: AddressPolicy =
-    AddressPolicy { allow_http: false, allowed_hosts: Vec::new(), allowed_ranges: Vec::new() };
-
-/// A rough address guard: https only, and no loopback or private literal hosts.
-fn check_url(raw: &str, _policy: &AddressPolicy) -> Result<(), String> {
-    let url = url::Url::parse(raw).map_err(|_| "must be a valid URL".to_owned())?;
-    if url.scheme() != "https" {
-        return Err("must use https scheme".into());
-    }
-    let host = url.host_str().unwrap_or_default();
-    if host == "localhost" || host.starts_with("10.") || host.starts_with("127.") {
-        return Err("host resolves to a private, loopback, or link-local address".into());
-    }
-    Ok(())
-}
-
-/// Every source parses, except `bad`.
-fn parse_when(source: &str) -> Result<Expr, String> {
-    match source {
-        "bad" => Err("Unknown operator \"bad\"".into()),
-        _ => Ok(Expr::Literal(Value::Bool(true))),
-    }
-}
-
-/// Five whitespace-separated fields.
-fn check_cron(source: &str) -> Result<(), String> {
-    match source.split_whitespace().count() {
-        5 => Ok(()),
-        n => Err(format!("expected 5 fields, found {n}")),
-    }
-}
-
-fn is_valid_timezone(name: &str) -> bool {
-    ["UTC", "America/Los_Angeles", "Europe/Paris"].contains(&name)
-}
-
-pub fn fake() -> Collaborators<'static> {
-    Collaborators { policy: &POLICY, check_url, parse_when, check_cron, is_valid_timezone }
-}
-
 pub fn parse_mode(body: &Value, mode: Mode) -> Result<(DefinitionSpec, Option<i64>), Vec<Issue>> {
-    parse_with(body, mode, &fake())
+    parse_definition(body, mode, &AddressPolicy::default())
 }
 
 pub fn parse(body: &Value) -> Result<DefinitionSpec, Vec<Issue>> {

@@ -6,7 +6,7 @@ use crate::model::{
     PayloadMapping, Schedule, SignatureAlgorithm, Trigger,
 };
 use crate::schema::check::{Checker, Object, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use serde_json::Value;
 
 const KEYS: [&str; 6] =
@@ -15,12 +15,7 @@ const MECHANISMS: [&str; 3] = ["inboundWebhook", "schedule", "appTrigger"];
 
 const EVENT_NAME: Str<'static> = Str::len(1, 128);
 
-pub fn trigger(
-    c: &mut Checker,
-    ext: &Collaborators<'_>,
-    v: &Value,
-    path: &Path,
-) -> Option<Trigger> {
+pub fn trigger(c: &mut Checker, v: &Value, path: &Path) -> Option<Trigger> {
     let mark = c.issues.len();
     let obj = c.object(Some(v), path, &KEYS)?;
     let at = |key: &str| path.key(key);
@@ -28,7 +23,7 @@ pub fn trigger(
     let event_name = c.opt_string(obj.get("eventName"), &at("eventName"), Str::len(0, 128));
     let filters = c.any_object(obj.get("filters"), &at("filters"), false).cloned();
     let inbound = inbound_webhook(c, obj.get("inboundWebhook"), &at("inboundWebhook"));
-    let schedule = schedule(c, ext, obj.get("schedule"), &at("schedule"));
+    let schedule = schedule(c, obj.get("schedule"), &at("schedule"));
     let app_trigger = app_trigger(c, obj.get("appTrigger"), &at("appTrigger"));
     let mechanisms = MECHANISMS.iter().filter(|m| obj.contains_key(**m)).count();
     if mechanisms > 1 {
@@ -164,20 +159,15 @@ const CRON_INVALID: &str = "schedule.cron must be a valid 5-field cron expressio
 const TIMEZONE_INVALID: &str =
     "schedule.timezone must be a valid IANA timezone name (e.g. America/Los_Angeles)";
 
-fn schedule(
-    c: &mut Checker,
-    ext: &Collaborators<'_>,
-    v: Option<&Value>,
-    path: &Path,
-) -> Option<Schedule> {
+fn schedule(c: &mut Checker, v: Option<&Value>, path: &Path) -> Option<Schedule> {
     let mark = c.issues.len();
     let obj = c.opt_object(v, path, &SCHEDULE_KEYS)?;
     let cron = c.string(obj.get("cron"), &path.key("cron"), Str::len(0, 256));
-    if cron.as_deref().is_some_and(|source| (ext.check_cron)(source).is_err()) {
+    if cron.as_deref().is_some_and(|source| crate::cron::parse_cron(source).is_err()) {
         c.exact(&path.key("cron"), CRON_INVALID);
     }
     let timezone = c.string(obj.get("timezone"), &path.key("timezone"), Str::len(0, 128));
-    if timezone.as_deref().is_some_and(|name| !(ext.is_valid_timezone)(name)) {
+    if timezone.as_deref().is_some_and(|name| !crate::cron::is_valid_timezone(name)) {
         c.exact(&path.key("timezone"), TIMEZONE_INVALID);
     }
     let enabled = c.boolean(obj.get("enabled"), &path.key("enabled"));
@@ -331,6 +321,16 @@ mod tests {
                 "schedule.cron must be a valid 5-field cron expression",
             ),
             (
+                schedule("61 9 * * 1", "UTC"),
+                "triggers.0.schedule.cron",
+                "schedule.cron must be a valid 5-field cron expression",
+            ),
+            (
+                schedule("@daily", "UTC"),
+                "triggers.0.schedule.cron",
+                "schedule.cron must be a valid 5-field cron expression",
+            ),
+            (
                 schedule("0 9 * * 1", "Mars/Olympus"),
                 "triggers.0.schedule.timezone",
                 "schedule.timezone must be a valid IANA timezone name (e.g. America/Los_Angeles)",
@@ -444,6 +444,8 @@ mod tests {
                 json!({"triggerId": "t", "schedule": {"cron": "0 9 * * 1", "timezone": "UTC"}}),
                 vec!["schedule.enabled: Required"],
             ),
+            (schedule("*/15 8-18 * * 1-5", "America/Los_Angeles"), vec![]),
+            (schedule("0 0 1 * *", "Europe/Paris"), vec![]),
             (
                 json!({"triggerId": "t", "schedule": {"cron": "0 9 * * 1", "timezone": "UTC",
                        "enabled": false, "payloadTemplate": {"a": 1}}}),

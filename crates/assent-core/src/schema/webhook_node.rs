@@ -1,12 +1,13 @@
 //! The config of a `webhook` node: an HTTPS call to the customer's endpoint.
 
+use crate::address::AddressPolicy;
 use crate::issue::Path;
 use crate::model::{
     HttpMethod, WebhookAuthMode, WebhookBody, WebhookMode, WebhookNodeConfig,
     WEBHOOK_NODE_TIMEOUT_DEFAULT_MS,
 };
 use crate::schema::check::{Checker, Object, Str};
-use crate::schema::fields::{self, clean_since, Collaborators};
+use crate::schema::fields::{self, clean_since};
 use serde_json::Value;
 
 const KEYS: [&str; 9] = [
@@ -31,14 +32,14 @@ const HEADER_VALUE: Str<'static> = Str::len(0, 2000);
 
 pub fn config(
     c: &mut Checker,
-    ext: &Collaborators<'_>,
+    policy: &AddressPolicy,
     v: Option<&Value>,
     path: &Path,
 ) -> Option<WebhookNodeConfig> {
     let mark = c.issues.len();
     let obj = c.object(v, path, &KEYS)?;
     let at = |key: &str| path.key(key);
-    let url = fields::guarded_url(c, ext, obj.get("url"), &at("url"), "url");
+    let url = fields::guarded_url(c, policy, obj.get("url"), &at("url"), "url");
     let mode = c.opt_enumeration(obj.get("mode"), &at("mode"), &["sync", "async"]);
     let method = c.opt_enumeration(obj.get("method"), &at("method"), &["GET", "POST"]);
     let auth_mode =
@@ -197,7 +198,21 @@ mod tests {
             (json!({"url": "http://cms.example.com/hook"}), vec!["url: url must use https scheme"]),
             (
                 json!({"url": "https://10.0.0.1/hook"}),
-                vec!["url: url host resolves to a private, loopback, or link-local address"],
+                vec![
+                    "url: url host resolves to a private, loopback, or link-local address \
+                     (10.0.0.0/8, private)",
+                ],
+            ),
+            (
+                json!({"url": "https://127.0.0.1/x"}),
+                vec![
+                    "url: url host resolves to a private, loopback, or link-local address \
+                     (127.0.0.0/8, loopback)",
+                ],
+            ),
+            (
+                json!({"url": "https://metadata/x"}),
+                vec!["url: url host \"metadata\" is not allowed"],
             ),
             (json!({"url": format!("https://e.com/{}", "a".repeat(1986))}), vec![]),
             (
