@@ -113,7 +113,7 @@ pub(crate) fn group(id: &str, members: &[&str], quorum: u32, policy: QuorumPolic
     }
 }
 
-/// The patterns of `shared/examples/*.json`, as specs.
+/// The patterns of `examples/*.json`, as specs.
 pub(crate) mod examples {
     use super::*;
 
