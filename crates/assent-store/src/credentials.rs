@@ -28,7 +28,9 @@ pub enum AuthOutcome {
     MissingAuthToken,
     /// The token is not a live token of the key's workspace.
     BadAuthToken,
-    Authenticated { workspace_id: String },
+    Authenticated {
+        workspace_id: String,
+    },
 }
 
 /// Random bytes of a new secret: 192 bits.

@@ -33,14 +33,32 @@ async fn the_view_has_every_field_with_nulls_for_unset_ones() {
     assert_eq!(
         keys,
         [
-            "definitionId", "name", "description", "version", "scope", "nodes", "edges",
-            "groups", "compiled", "triggers", "tags", "custom", "createdAt", "updatedAt",
+            "definitionId",
+            "name",
+            "description",
+            "version",
+            "scope",
+            "nodes",
+            "edges",
+            "groups",
+            "compiled",
+            "triggers",
+            "tags",
+            "custom",
+            "createdAt",
+            "updatedAt",
             "status"
         ]
     );
-    assert_eq!(view["scope"], json!({"level": "apiKey", "organizationId": null, "documentId": null}));
+    assert_eq!(
+        view["scope"],
+        json!({"level": "apiKey", "organizationId": null, "documentId": null})
+    );
     assert_eq!((view["groups"].clone(), view["tags"].clone()), (Value::Null, Value::Null));
-    assert_eq!((view["createdAt"].clone(), view["updatedAt"].clone()), (json!(T0_MS), json!(T0_MS)));
+    assert_eq!(
+        (view["createdAt"].clone(), view["updatedAt"].clone()),
+        (json!(T0_MS), json!(T0_MS))
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,11 @@ use axum::extract::State;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-pub async fn create(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn create(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Create, &app.address_policy)?;
     let id = validated.spec.definition_id.clone();
     let def = new_definition(&body, &validated);
@@ -22,7 +26,11 @@ pub async fn create(State(app): State<AppState>, ws: Workspace, Data(body): Data
     Ok(ok(view(&record.map_err(|e| ApiError::store(e, &id))?)))
 }
 
-pub async fn update(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn update(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Update, &app.address_policy)?;
     let id = validated.spec.definition_id.clone();
     let if_version = validated.if_version.unwrap_or_default();
@@ -32,7 +40,11 @@ pub async fn update(State(app): State<AppState>, ws: Workspace, Data(body): Data
     Ok(ok(view(&record.map_err(|e| ApiError::store(e, &id))?)))
 }
 
-pub async fn get(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn get(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let req = requests::parse_get(&body).map_err(ApiError::schema)?;
     let id = req.definition_id;
     let found = app.store.get_definition(&ws.0, &id).await;
@@ -41,7 +53,11 @@ pub async fn get(State(app): State<AppState>, ws: Workspace, Data(body): Data) -
     Ok(ok(view(&record)))
 }
 
-pub async fn list(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn list(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let req = requests::parse_list(&body).map_err(ApiError::schema)?;
     let page = app.store.list_definitions(&ws.0, req.page_size, req.cursor).await;
     let page = page.map_err(ApiError::internal)?;
@@ -49,7 +65,11 @@ pub async fn list(State(app): State<AppState>, ws: Workspace, Data(body): Data) 
     Ok(ok(json!({ "items": items, "nextCursor": page.next_cursor })))
 }
 
-pub async fn delete(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn delete(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let req = requests::parse_delete(&body).map_err(ApiError::schema)?;
     let id = req.definition_id;
     let now_ms = app.clock.now_ms();
@@ -61,7 +81,11 @@ pub async fn delete(State(app): State<AppState>, ws: Workspace, Data(body): Data
 /// The whole write-time check without saving. With `ifVersion` the body is checked as an
 /// update of this workspace's definition, so a stale version or a missing id is reported as
 /// the update would report it.
-pub async fn validate(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn validate(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let as_update = body.get("ifVersion").is_some();
     let mode = if as_update { Mode::Update } else { Mode::Create };
     let validated = validate_definition(&body, mode, &app.address_policy)?;
@@ -69,7 +93,8 @@ pub async fn validate(State(app): State<AppState>, ws: Workspace, Data(body): Da
         let id = &validated.spec.definition_id;
         let found = app.store.get_definition(&ws.0, id).await;
         let current = found.map_err(|e| ApiError::store(e, id))?;
-        let current = current.ok_or_else(|| ApiError::store(assent_store::StoreError::NotFound, id))?;
+        let current =
+            current.ok_or_else(|| ApiError::store(assent_store::StoreError::NotFound, id))?;
         if current.version != if_version {
             let conflict = assent_store::StoreError::VersionConflict {
                 expected: if_version,
@@ -81,7 +106,11 @@ pub async fn validate(State(app): State<AppState>, ws: Workspace, Data(body): Da
     Ok(ok(json!({ "valid": true, "compiled": validated.compiled.to_json() })))
 }
 
-pub async fn get_version(State(app): State<AppState>, ws: Workspace, Data(body): Data) -> ApiResult<Response> {
+pub async fn get_version(
+    State(app): State<AppState>,
+    ws: Workspace,
+    Data(body): Data,
+) -> ApiResult<Response> {
     let req = requests::parse_get_version(&body).map_err(ApiError::schema)?;
     let id = req.definition_id;
     let found = app.store.get_definition_version(&ws.0, &id, req.version).await;

@@ -2,6 +2,7 @@
 
 use super::error::{ApiError, ApiResult};
 use assent_core::issue::{Issue, Path};
+use assent_core::schema::check::type_name;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -9,7 +10,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_body_util::{BodyExt, Limited};
-use assent_core::schema::check::type_name;
 use serde_json::{json, Value};
 
 /// Bodies over 1 MiB are refused before they are parsed.

@@ -38,9 +38,8 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
 }
 
 pub fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+    let mut router =
+        Router::new().route("/healthz", get(health::healthz)).route("/readyz", get(health::readyz));
     for prefix in ["/v1/workflow", "/v2/workflow"] {
         for (path, handler) in workflow_routes() {
             router = router.route(&format!("{prefix}{path}"), handler);
