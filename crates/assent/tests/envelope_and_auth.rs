@@ -2,6 +2,7 @@
 
 mod common;
 
+use assent_store::Store;
 use common::{send, send_json, spawn_app, TestApp};
 use serde_json::{json, Value};
 
