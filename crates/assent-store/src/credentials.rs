@@ -28,7 +28,9 @@ pub enum AuthOutcome {
     MissingAuthToken,
     /// The token is not a live token of the key's workspace.
     BadAuthToken,
-    Authenticated { workspace_id: String },
+    Authenticated {
+        workspace_id: String,
+    },
 }
 
 /// Random bytes of a new secret: 192 bits.
@@ -51,4 +53,27 @@ pub(crate) fn new_workspace_id() -> String {
     let mut bytes = [0u8; 8];
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
     format!("ws_{}", hex::encode(bytes))
+}
+
+/// The two kinds of secret a workspace hands out; each has a table of the same shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SecretKind {
+    ApiKey,
+    AuthToken,
+}
+
+impl SecretKind {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            SecretKind::ApiKey => "api_keys",
+            SecretKind::AuthToken => "auth_tokens",
+        }
+    }
+
+    pub(crate) fn new_secret(self) -> String {
+        match self {
+            SecretKind::ApiKey => new_secret("ak"),
+            SecretKind::AuthToken => new_secret("at"),
+        }
+    }
 }
