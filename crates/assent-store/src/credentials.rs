@@ -54,3 +54,26 @@ pub(crate) fn new_workspace_id() -> String {
     getrandom::fill(&mut bytes).expect("the operating system's random source is available");
     format!("ws_{}", hex::encode(bytes))
 }
+
+/// The two kinds of secret a workspace hands out; each has a table of the same shape.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SecretKind {
+    ApiKey,
+    AuthToken,
+}
+
+impl SecretKind {
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            SecretKind::ApiKey => "api_keys",
+            SecretKind::AuthToken => "auth_tokens",
+        }
+    }
+
+    pub(crate) fn new_secret(self) -> String {
+        match self {
+            SecretKind::ApiKey => new_secret("ak"),
+            SecretKind::AuthToken => new_secret("at"),
+        }
+    }
+}

@@ -4,14 +4,19 @@
 //! The store never reads the clock: every write is given `now_ms` by its caller, so tests
 //! can move time by hand.
 
+mod any;
 mod credentials;
-pub mod postgres;
-pub mod sqlite;
+mod postgres;
+mod shared;
+mod sqlite;
 
 use serde_json::Value;
 use std::future::Future;
 
+pub use any::AnyStore;
 pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
 
 /// Errors a store operation can end with. The API maps them to statuses in one place.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,10 @@ pub enum StoreError {
     /// The database failed; the detail is for the log, never for a client.
     #[error("database error: {0}")]
     Database(String),
+    /// The store cannot be opened as configured: an unknown URL scheme, a schema newer
+    /// than this build.
+    #[error("store configuration: {0}")]
+    Config(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;

@@ -1,0 +1,142 @@
+//! [`AnyStore`]: the store a database URL names, SQLite or PostgreSQL.
+
+use crate::{
+    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, PgStore,
+    SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
+};
+
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl AnyStore {
+    /// Opens the store `url` names: `sqlite:PATH` or `sqlite://PATH` (so `sqlite:///abs`
+    /// for an absolute path), or `postgres://…` / `postgresql://…`.
+    pub async fn open(url: &str) -> StoreResult<AnyStore> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(AnyStore::Postgres(PgStore::connect(url).await?));
+        }
+        let sqlite_path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
+        match sqlite_path {
+            Some(path) if !path.is_empty() => Ok(AnyStore::Sqlite(SqliteStore::open(path).await?)),
+            Some(_) => Err(StoreError::Config("a sqlite: URL needs a file path".into())),
+            None => Err(StoreError::Config(format!(
+                "unknown database URL scheme in {:?}: expected sqlite: or postgres://",
+                scheme_of(url)
+            ))),
+        }
+    }
+}
+
+/// The part of a URL before its first `:`, so that no password reaches a message.
+fn scheme_of(url: &str) -> &str {
+    url.split_once(':').map_or(url, |(scheme, _)| scheme)
+}
+
+/// Calls the same method on whichever store this is.
+macro_rules! delegate {
+    ($self:ident.$method:ident($($arg:expr),*)) => {
+        match $self {
+            AnyStore::Sqlite(store) => store.$method($($arg),*).await,
+            AnyStore::Postgres(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn create_workspace(&self, name: &str, now_ms: i64) -> StoreResult<NewCredentials> {
+        delegate!(self.create_workspace(name, now_ms))
+    }
+
+    async fn bootstrap_workspace(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<NewCredentials>> {
+        delegate!(self.bootstrap_workspace(name, now_ms))
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
+        delegate!(self.list_workspaces())
+    }
+
+    async fn create_api_key(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        delegate!(self.create_api_key(workspace_id, now_ms))
+    }
+
+    async fn revoke_api_key(&self, api_key: &str, now_ms: i64) -> StoreResult<()> {
+        delegate!(self.revoke_api_key(api_key, now_ms))
+    }
+
+    async fn create_auth_token(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        delegate!(self.create_auth_token(workspace_id, now_ms))
+    }
+
+    async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
+        delegate!(self.revoke_auth_token(auth_token, now_ms))
+    }
+
+    async fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        auth_token: Option<&str>,
+    ) -> StoreResult<AuthOutcome> {
+        delegate!(self.authenticate(api_key, auth_token))
+    }
+
+    async fn create_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        delegate!(self.create_definition(workspace_id, def, now_ms))
+    }
+
+    async fn update_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        if_version: i64,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        delegate!(self.update_definition(workspace_id, def, if_version, now_ms))
+    }
+
+    async fn get_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        delegate!(self.get_definition(workspace_id, definition_id))
+    }
+
+    async fn get_definition_version(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        delegate!(self.get_definition_version(workspace_id, definition_id, version))
+    }
+
+    async fn list_definitions(
+        &self,
+        workspace_id: &str,
+        page_size: u32,
+        cursor: Option<i64>,
+    ) -> StoreResult<DefinitionPage> {
+        delegate!(self.list_definitions(workspace_id, page_size, cursor))
+    }
+
+    async fn delete_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        purge: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        delegate!(self.delete_definition(workspace_id, definition_id, purge, now_ms))
+    }
+}

@@ -1,0 +1,296 @@
+//! PostgreSQL store: several engine processes may share one database.
+//!
+//! Every operation is one short transaction on a pooled connection. Races between
+//! processes are settled by the database: row locks taken by `UPDATE … RETURNING` and
+//! `SELECT … FOR UPDATE`, primary keys, and transaction-scoped advisory locks where there
+//! is no row to lock yet (migrations, the first workspace).
+
+mod credentials;
+mod definitions;
+mod migrations;
+
+use crate::credentials::SecretKind;
+use crate::{
+    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, Store,
+    StoreError, StoreResult, WorkspaceInfo,
+};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
+use std::error::Error as _;
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+/// Connections one process keeps to the database at most.
+const POOL_SIZE_MAX: usize = 16;
+
+/// How long a caller waits for a pooled connection, or for a new one to open.
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Advisory lock keys, each held only inside one transaction.
+const MIGRATION_LOCK: i64 = 0x6173_7365_6e74_0001;
+const BOOTSTRAP_LOCK: i64 = 0x6173_7365_6e74_0002;
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> StoreError {
+        match e.source() {
+            Some(cause) => StoreError::Database(format!("{e}: {cause}")),
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> StoreError {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            other => StoreError::Database(format!("PostgreSQL pool: {other}")),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+}
+
+/// Runs `$work` (an expression over the transaction `$txn`, yielding a future) in one
+/// transaction on a pooled connection, and commits it if it succeeded.
+macro_rules! in_transaction {
+    ($store:expr, |$txn:ident| $work:expr) => {{
+        let mut client = $store.pool.get().await?;
+        let $txn = client.transaction().await?;
+        let result = $work.await?;
+        $txn.commit().await?;
+        Ok(result)
+    }};
+}
+
+impl PgStore {
+    /// Connects to the database `url` names (`postgres://…`) and brings its schema up to
+    /// date. Connections are unencrypted.
+    pub async fn connect(url: &str) -> StoreResult<PgStore> {
+        let config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = Manager::from_config(config, NoTls, manager_config);
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE_MAX)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+            .create_timeout(Some(POOL_WAIT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
+
+        let store = PgStore { pool };
+        store.migrate().await?;
+        tracing::info!("PostgreSQL store open");
+        Ok(store)
+    }
+
+    /// Applies the migrations the database lacks, in one transaction. The advisory lock
+    /// makes a second process wait, then find nothing left to do.
+    async fn migrate(&self) -> StoreResult<()> {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        txn.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+        txn.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT NOT NULL PRIMARY KEY,
+                 name    TEXT   NOT NULL
+             )",
+        )
+        .await?;
+        let applied: i64 = txn
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .await?
+            .try_get(0)?;
+        let known = migrations::MIGRATIONS.last().map_or(0, |m| m.version);
+        if applied > known {
+            return Err(StoreError::Config(format!(
+                "the database's schema is at version {applied}, newer than this build's {known}"
+            )));
+        }
+
+        for migration in migrations::MIGRATIONS.iter().filter(|m| m.version > applied) {
+            txn.batch_execute(migration.sql).await?;
+            txn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&migration.version, &migration.name],
+            )
+            .await?;
+            tracing::info!(version = migration.version, name = migration.name, "migration applied");
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Writes an execution row directly. For tests of the in-flight rule, until the
+    /// execution API writes them.
+    #[doc(hidden)]
+    pub async fn put_execution_for_test(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        definition_id: &str,
+        definition_version: i64,
+        status: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        in_transaction!(self, |txn| definitions::put_execution(
+            &txn,
+            workspace_id,
+            execution_id,
+            definition_id,
+            definition_version,
+            status,
+            now_ms
+        ))
+    }
+}
+
+/// Runs a statement through the connection's statement cache.
+async fn execute(txn: &Transaction<'_>, sql: &str, params: Params<'_>) -> StoreResult<u64> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.execute(&statement, params).await?)
+}
+
+async fn query_opt(
+    txn: &Transaction<'_>,
+    sql: &str,
+    params: Params<'_>,
+) -> StoreResult<Option<Row>> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.query_opt(&statement, params).await?)
+}
+
+async fn query(txn: &Transaction<'_>, sql: &str, params: Params<'_>) -> StoreResult<Vec<Row>> {
+    let statement = txn.prepare_cached(sql).await?;
+    Ok(txn.query(&statement, params).await?)
+}
+
+impl Store for PgStore {
+    async fn create_workspace(&self, name: &str, now_ms: i64) -> StoreResult<NewCredentials> {
+        in_transaction!(self, |txn| credentials::create_workspace(&txn, name, now_ms))
+    }
+
+    async fn bootstrap_workspace(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<NewCredentials>> {
+        in_transaction!(self, |txn| credentials::bootstrap_workspace(&txn, name, now_ms))
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
+        in_transaction!(self, |txn| credentials::list_workspaces(&txn))
+    }
+
+    async fn create_api_key(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        let kind = SecretKind::ApiKey;
+        in_transaction!(self, |txn| credentials::create_secret(&txn, kind, workspace_id, now_ms))
+    }
+
+    async fn revoke_api_key(&self, api_key: &str, now_ms: i64) -> StoreResult<()> {
+        let kind = SecretKind::ApiKey;
+        in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, api_key, now_ms))
+    }
+
+    async fn create_auth_token(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        let kind = SecretKind::AuthToken;
+        in_transaction!(self, |txn| credentials::create_secret(&txn, kind, workspace_id, now_ms))
+    }
+
+    async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
+        let kind = SecretKind::AuthToken;
+        in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, auth_token, now_ms))
+    }
+
+    async fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        auth_token: Option<&str>,
+    ) -> StoreResult<AuthOutcome> {
+        in_transaction!(self, |txn| credentials::authenticate(&txn, api_key, auth_token))
+    }
+
+    async fn create_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        in_transaction!(self, |txn| definitions::create_definition(&txn, workspace_id, def, now_ms))
+    }
+
+    async fn update_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        if_version: i64,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        in_transaction!(self, |txn| definitions::update_definition(
+            &txn,
+            workspace_id,
+            def,
+            if_version,
+            now_ms
+        ))
+    }
+
+    async fn get_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        in_transaction!(self, |txn| definitions::get_definition(&txn, workspace_id, definition_id))
+    }
+
+    async fn get_definition_version(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        in_transaction!(self, |txn| definitions::get_definition_version(
+            &txn,
+            workspace_id,
+            definition_id,
+            version
+        ))
+    }
+
+    async fn list_definitions(
+        &self,
+        workspace_id: &str,
+        page_size: u32,
+        cursor: Option<i64>,
+    ) -> StoreResult<DefinitionPage> {
+        in_transaction!(self, |txn| definitions::list_definitions(
+            &txn,
+            workspace_id,
+            page_size,
+            cursor
+        ))
+    }
+
+    async fn delete_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        purge: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        in_transaction!(self, |txn| definitions::delete_definition(
+            &txn,
+            workspace_id,
+            definition_id,
+            purge,
+            now_ms
+        ))
+    }
+}

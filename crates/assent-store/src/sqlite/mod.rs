@@ -1,0 +1,373 @@
+//! SQLite store: one file, one writer thread committing in groups, a few reader connections.
+//!
+//! Writes queue up for the writer ([`writer`]), which commits every waiting write in one
+//! transaction, so many writes share one fsync. Reads run on a small pool of read-only
+//! connections; WAL mode lets them read while the writer writes.
+
+mod credentials;
+mod definitions;
+mod migrations;
+mod writer;
+
+use crate::credentials::SecretKind;
+use crate::{
+    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, Store,
+    StoreError, StoreResult, WorkspaceInfo,
+};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use writer::Writer;
+
+/// Read-only connections kept open for reads.
+const READERS_MAX: usize = 4;
+
+/// How long a connection waits for a lock held by another connection or process.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Database(e.to_string())
+    }
+}
+
+/// Held while any connection of this process closes. SQLite 3.51's unix VFS can deadlock
+/// when one connection to a file closes while another to the same file closes its WAL
+/// (the two take the VFS mutex and the file's lock mutex in opposite orders), so closes
+/// take turns. Connections close only when a store shuts down.
+static CLOSING: Mutex<()> = Mutex::new(());
+
+/// Closes `conn` while no other connection of this process is closing.
+fn close(conn: Connection) {
+    let _closing = CLOSING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "SQLite connection did not close cleanly");
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per idle connection.
+    permits: Arc<Semaphore>,
+}
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+        idle.drain(..).for_each(close);
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if need be) the database file at `path` and brings its schema up
+    /// to date.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_owned();
+        tokio::task::spawn_blocking(move || open_blocking(path))
+            .await
+            .map_err(|e| StoreError::Database(format!("opening SQLite: {e}")))?
+    }
+
+    /// Runs `work` in the writer's next group commit.
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(move |txn| work(txn)).await
+    }
+
+    /// Runs `read` on a reader connection, inside one read transaction so that it sees a
+    /// single snapshot.
+    async fn read<T, F>(&self, read: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let permits = self.readers.permits.clone();
+        let permit = permits.acquire_owned().await;
+        let permit = permit.map_err(|e| StoreError::Database(e.to_string()))?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            let conn = conn.ok_or_else(|| StoreError::Database("no idle reader".into()))?;
+            let result = conn.unchecked_transaction().map_err(StoreError::from).and_then(|txn| {
+                let result = read(&txn);
+                drop(txn);
+                result
+            });
+            readers.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("SQLite read task: {e}")))?
+    }
+
+    /// Writes an execution row directly. For tests of the in-flight rule, until the
+    /// execution API writes them.
+    #[doc(hidden)]
+    pub async fn put_execution_for_test(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        definition_id: &str,
+        definition_version: i64,
+        status: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        let (definition_id, status) = (definition_id.to_owned(), status.to_owned());
+        self.write(move |conn| {
+            definitions::put_execution(
+                conn,
+                &workspace_id,
+                &execution_id,
+                &definition_id,
+                definition_version,
+                &status,
+                now_ms,
+            )
+        })
+        .await
+    }
+}
+
+fn open_blocking(path: PathBuf) -> StoreResult<SqliteStore> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Database(format!("cannot create {}: {e}", dir.display())))?;
+    }
+
+    let mut conn = Connection::open(&path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    use_wal(&conn)?;
+    // A commit is on disk before its write is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&mut conn).map_err(during("migrating"))?;
+
+    let idle = (0..READERS_MAX).map(|_| open_reader(&path)).collect::<StoreResult<Vec<_>>>();
+    let idle = idle.map_err(during("opening readers"))?;
+    let readers =
+        Readers { idle: Mutex::new(idle), permits: Arc::new(Semaphore::new(READERS_MAX)) };
+    let writer = Writer::start(conn)?;
+    tracing::info!(path = %path.display(), "SQLite store open");
+    Ok(SqliteStore { writer, readers: Arc::new(readers) })
+}
+
+/// Switches the file to WAL mode. SQLite answers "busy" at once, without waiting, when
+/// another connection is switching the same new file, so this retries for a while.
+fn use_wal(conn: &Connection) -> StoreResult<()> {
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let switched = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        match switched {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => return Err(StoreError::Database(format!("journal mode {mode}, not WAL"))),
+            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(StoreError::Database(format!("switching to WAL: {e}"))),
+        }
+    }
+}
+
+/// Names the step of opening that a database error came from.
+fn during(step: &'static str) -> impl Fn(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::Database(detail) => StoreError::Database(format!("{step}: {detail}")),
+        other => other,
+    }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+}
+
+fn open_reader(path: &Path) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Applies the migrations this database lacks, in one transaction. `BEGIN IMMEDIATE`
+/// makes a second process opening the same file wait, then find nothing left to do.
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    let txn = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    txn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version INTEGER NOT NULL PRIMARY KEY,
+             name    TEXT    NOT NULL
+         )",
+    )?;
+    let applied: i64 =
+        txn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| {
+            row.get(0)
+        })?;
+    let known = migrations::MIGRATIONS.last().map_or(0, |m| m.version);
+    if applied > known {
+        return Err(StoreError::Config(format!(
+            "the database's schema is at version {applied}, newer than this build's {known}"
+        )));
+    }
+
+    for migration in migrations::MIGRATIONS.iter().filter(|m| m.version > applied) {
+        txn.execute_batch(migration.sql)?;
+        txn.execute(
+            "INSERT INTO schema_migrations (version, name) VALUES (?1, ?2)",
+            rusqlite::params![migration.version, migration.name],
+        )?;
+        tracing::info!(version = migration.version, name = migration.name, "migration applied");
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+impl Store for SqliteStore {
+    async fn create_workspace(&self, name: &str, now_ms: i64) -> StoreResult<NewCredentials> {
+        let name = name.to_owned();
+        self.write(move |conn| credentials::create_workspace(conn, &name, now_ms)).await
+    }
+
+    async fn bootstrap_workspace(
+        &self,
+        name: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<NewCredentials>> {
+        let name = name.to_owned();
+        self.write(move |conn| credentials::bootstrap_workspace(conn, &name, now_ms)).await
+    }
+
+    async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
+        self.read(credentials::list_workspaces).await
+    }
+
+    async fn create_api_key(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        let workspace_id = workspace_id.to_owned();
+        self.write(move |conn| {
+            credentials::create_secret(conn, SecretKind::ApiKey, &workspace_id, now_ms)
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, api_key: &str, now_ms: i64) -> StoreResult<()> {
+        let api_key = api_key.to_owned();
+        self.write(move |conn| {
+            credentials::revoke_secret(conn, SecretKind::ApiKey, &api_key, now_ms)
+        })
+        .await
+    }
+
+    async fn create_auth_token(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
+        let workspace_id = workspace_id.to_owned();
+        self.write(move |conn| {
+            credentials::create_secret(conn, SecretKind::AuthToken, &workspace_id, now_ms)
+        })
+        .await
+    }
+
+    async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
+        let auth_token = auth_token.to_owned();
+        self.write(move |conn| {
+            credentials::revoke_secret(conn, SecretKind::AuthToken, &auth_token, now_ms)
+        })
+        .await
+    }
+
+    async fn authenticate(
+        &self,
+        api_key: Option<&str>,
+        auth_token: Option<&str>,
+    ) -> StoreResult<AuthOutcome> {
+        let api_key = api_key.map(str::to_owned);
+        let auth_token = auth_token.map(str::to_owned);
+        self.read(move |conn| {
+            credentials::authenticate(conn, api_key.as_deref(), auth_token.as_deref())
+        })
+        .await
+    }
+
+    async fn create_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        let workspace_id = workspace_id.to_owned();
+        self.write(move |conn| definitions::create_definition(conn, &workspace_id, def, now_ms))
+            .await
+    }
+
+    async fn update_definition(
+        &self,
+        workspace_id: &str,
+        def: NewDefinition,
+        if_version: i64,
+        now_ms: i64,
+    ) -> StoreResult<DefinitionRecord> {
+        let workspace_id = workspace_id.to_owned();
+        self.write(move |conn| {
+            definitions::update_definition(conn, &workspace_id, def, if_version, now_ms)
+        })
+        .await
+    }
+
+    async fn get_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        let (workspace_id, definition_id) = (workspace_id.to_owned(), definition_id.to_owned());
+        self.read(move |conn| definitions::get_definition(conn, &workspace_id, &definition_id))
+            .await
+    }
+
+    async fn get_definition_version(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        version: i64,
+    ) -> StoreResult<Option<DefinitionRecord>> {
+        let (workspace_id, definition_id) = (workspace_id.to_owned(), definition_id.to_owned());
+        self.read(move |conn| {
+            definitions::get_definition_version(conn, &workspace_id, &definition_id, version)
+        })
+        .await
+    }
+
+    async fn list_definitions(
+        &self,
+        workspace_id: &str,
+        page_size: u32,
+        cursor: Option<i64>,
+    ) -> StoreResult<DefinitionPage> {
+        let workspace_id = workspace_id.to_owned();
+        self.read(move |conn| definitions::list_definitions(conn, &workspace_id, page_size, cursor))
+            .await
+    }
+
+    async fn delete_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        purge: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (workspace_id, definition_id) = (workspace_id.to_owned(), definition_id.to_owned());
+        self.write(move |conn| {
+            definitions::delete_definition(conn, &workspace_id, &definition_id, purge, now_ms)
+        })
+        .await
+    }
+}
