@@ -57,6 +57,10 @@ impl Store for AnyStore {
         delegate!(self.bootstrap_workspace(name, now_ms))
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        delegate!(self.ping())
+    }
+
     async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
         delegate!(self.list_workspaces())
     }

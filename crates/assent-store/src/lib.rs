@@ -93,6 +93,9 @@ pub struct DefinitionPage {
 
 /// The storage interface every shell (HTTP, command line, engine) talks to.
 pub trait Store: Send + Sync + 'static {
+    /// Answers once the store can serve a query; the readiness probe.
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Creates a workspace with one API key and one auth token, returned in clear once.
     fn create_workspace(
         &self,

@@ -24,6 +24,7 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     if config.bootstrap {
         crate::bootstrap::first_workspace(&store, clock.as_ref(), &config.data_dir).await?;
     }
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
     let state = AppState {
         store: Arc::new(store),
@@ -31,7 +32,7 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
         address_policy: Arc::new(AddressPolicy::default()),
     };
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
-    serve(listener, state, shutdown_signal()).await?;
+    serve(listener, state, shutdown).await?;
     tracing::info!("assent stopped");
     Ok(())
 }
@@ -47,24 +48,25 @@ pub async fn serve(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+/// Resolves on SIGINT or SIGTERM. The handlers are installed before this returns, so a
+/// signal that arrives as soon as the server says it is serving is not lost.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received, shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received, shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received, shutting down"),
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("interrupt received, shutting down");
+    })
 }

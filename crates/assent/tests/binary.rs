@@ -124,7 +124,6 @@ fn no_bootstrap_leaves_an_empty_store_empty() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     assert!(lines.any(|l| l.unwrap().contains("listen=")));
     std::thread::spawn(move || lines.for_each(drop));
-    child.stdout.take();
     let (clean, _) = stop(child);
     assert!(clean);
     let list = json_output(assent(&dir).args(["workspace", "list"]));

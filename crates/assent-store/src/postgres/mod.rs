@@ -185,6 +185,12 @@ impl Store for PgStore {
         in_transaction!(self, |txn| credentials::bootstrap_workspace(&txn, name, now_ms))
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        let client = self.pool.get().await?;
+        client.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
     async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
         in_transaction!(self, |txn| credentials::list_workspaces(&txn))
     }

@@ -249,6 +249,10 @@ impl Store for SqliteStore {
         self.write(move |conn| credentials::bootstrap_workspace(conn, &name, now_ms)).await
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await
+    }
+
     async fn list_workspaces(&self) -> StoreResult<Vec<WorkspaceInfo>> {
         self.read(credentials::list_workspaces).await
     }
