@@ -983,10 +983,11 @@ async fn the_first_failing_stage_answers() {
     let sla_zero = ("/nodes/1/slaMs", json!(0));
 
     // Each problem alone is reported by its own stage.
-    let lint = lint_findings(&app, "lint alone", based(&[duplicate_draft.clone()])).await;
+    let lint =
+        lint_findings(&app, "lint alone", based(std::slice::from_ref(&duplicate_draft))).await;
     assert_eq!(lint, json!([{"code": "duplicate-node-id", "nodeId": "draft"}]));
     let rule_message = r#"edge 3 (review -> publish): on="custom" requires a non-empty "when""#;
-    let (message, _) = refuse(&app, based(&[custom_without_when.clone()])).await;
+    let (message, _) = refuse(&app, based(std::slice::from_ref(&custom_without_when))).await;
     assert_eq!(message, rule_message);
 
     let schema_message = "Number must be greater than or equal to 1 for nodes.1.slaMs";

@@ -9,10 +9,14 @@ mod health;
 use crate::clock::Clock;
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
+use axum::extract::Request;
 use axum::http::{Method, Uri};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub use error::{ApiError, Code};
 
@@ -45,7 +49,21 @@ pub fn router(state: AppState) -> Router {
             router = router.route(&format!("{prefix}{path}"), handler);
         }
     }
-    router.fallback(no_such_endpoint).with_state(state)
+    router
+        .fallback(no_such_endpoint)
+        .layer(axum::middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+/// One line per request at debug level: what was asked, how it ended, how long it took.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let response = next.run(req).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1e3;
+    let status = response.status().as_u16();
+    tracing::debug!(%method, %path, status, latency_ms, "request");
+    response
 }
 
 async fn no_such_endpoint(method: Method, uri: Uri) -> ApiError {
