@@ -82,7 +82,7 @@ impl NodeType {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum NodeConfig {
-    Agent(AgentConfig),
+    Agent(Box<AgentConfig>),
     Human(HumanConfig),
     Notification(NotificationConfig),
     Webhook(WebhookNodeConfig),

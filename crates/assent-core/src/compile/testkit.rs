@@ -53,7 +53,7 @@ pub(crate) fn human(id: &str) -> Node {
 pub(crate) fn agent(id: &str) -> Node {
     node(
         id,
-        NodeConfig::Agent(AgentConfig {
+        NodeConfig::Agent(Box::new(AgentConfig {
             agent_id: "__mock__".into(),
             url: Some("https://example.com/doc".into()),
             url_path: None,
@@ -68,7 +68,7 @@ pub(crate) fn agent(id: &str) -> Node {
             blocking: None,
             resolution_policy: None,
             require_non_empty_output: None,
-        }),
+        })),
     )
 }
 

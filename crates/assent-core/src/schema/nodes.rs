@@ -53,7 +53,7 @@ fn config(
     path: &Path,
 ) -> Option<NodeConfig> {
     match node_type {
-        "agent" => agent::config(c, v, path).map(NodeConfig::Agent),
+        "agent" => agent::config(c, v, path).map(|config| NodeConfig::Agent(Box::new(config))),
         "human" => human::config(c, v, path).map(NodeConfig::Human),
         "notification" => notification::config(c, policy, v, path).map(NodeConfig::Notification),
         _ => webhook_node::config(c, policy, v, path).map(NodeConfig::Webhook),
