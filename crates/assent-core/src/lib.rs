@@ -5,6 +5,7 @@ pub mod address;
 pub mod compile;
 pub mod cron;
 pub mod expr;
+pub mod ids;
 pub mod issue;
 pub mod lint;
 pub mod model;

@@ -8,9 +8,7 @@ use crate::model::{DefinitionSpec, Scope, ScopeLevel, WebhookConfig, EXTERNAL_EV
 use crate::schema::check::{Checker, Object, Str};
 use crate::schema::fields::{self, clean_since};
 use crate::schema::{graph, nodes, triggers};
-use regex::Regex;
 use serde_json::Value;
-use std::sync::LazyLock;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -37,9 +35,6 @@ const CREATE_KEYS: [&str; 13] = [
 
 /// Largest integer a JavaScript client can send exactly.
 const JS_SAFE_INT_MAX: i64 = 9_007_199_254_740_991;
-
-static DEFINITION_ID: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]{2,63}$").expect("definitionId pattern"));
 
 /// Organization and document ids: opaque strings of the caller's own systems.
 const SCOPE_ID: Str<'static> = Str::len(1, 256);
@@ -76,7 +71,7 @@ fn definition(
     let obj = c.object(Some(body), &root, &keys)?;
     let at = |key: &str| root.key(key);
 
-    let id_rule = Str::matching(0, usize::MAX, &DEFINITION_ID);
+    let id_rule = Str::matching(0, usize::MAX, &fields::DEFINITION_ID);
     let definition_id = c.string(obj.get("definitionId"), &at("definitionId"), id_rule);
     let name = c.string(obj.get("name"), &at("name"), Str::len(1, 200));
     let description = c.opt_string(obj.get("description"), &at("description"), Str::len(0, 2000));
@@ -181,13 +176,7 @@ fn webhook_config(
 ) -> Option<WebhookConfig> {
     let mark = c.issues.len();
     let obj = c.opt_object(v, path, &["url", "secret", "eventTypes"])?;
-    let url = c.string(obj.get("url"), &path.key("url"), Str::len(1, fields::URL_MAX));
-    if let Some(raw) = &url {
-        if let Err(refusal) = crate::address::check_url(raw, policy) {
-            // The hosted engine's own sentences name this field `webhookUrl`.
-            c.exact(&path.key("url"), format!("webhookUrl {refusal}"));
-        }
-    }
+    let url = fields::webhook_url(c, policy, obj.get("url"), &path.key("url"));
     let secret = c.string(obj.get("secret"), &path.key("secret"), Str::len(16, 512));
     let event_types = fields::list(
         c,

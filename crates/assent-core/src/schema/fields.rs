@@ -11,6 +11,10 @@ use std::sync::LazyLock;
 /// Longest URL accepted anywhere in a definition.
 pub const URL_MAX: usize = 2000;
 
+/// Pattern of definition ids.
+pub static DEFINITION_ID: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new("^[a-z0-9][a-z0-9-]{2,63}$").expect("definitionId pattern"));
+
 /// True when no issue was added since `mark` (a length of `c.issues`).
 pub fn clean_since(c: &Checker, mark: usize) -> bool {
     c.issues.len() == mark
@@ -139,6 +143,22 @@ pub fn guarded_url(
     let raw = c.string(v, path, Str::len(1, URL_MAX))?;
     if let Err(refusal) = crate::address::check_url(&raw, policy) {
         c.custom(path, format!("{field} {refusal}"));
+        return None;
+    }
+    Some(raw)
+}
+
+/// The URL of an event webhook (`webhookConfig.url`, dispatch `webhookUrl`). Refusals use the
+/// hosted engine's fixed sentences, which call the field `webhookUrl` wherever it sits.
+pub fn webhook_url(
+    c: &mut Checker,
+    policy: &AddressPolicy,
+    v: Option<&Value>,
+    path: &Path,
+) -> Option<String> {
+    let raw = c.string(v, path, Str::len(1, URL_MAX))?;
+    if let Err(refusal) = crate::address::check_url(&raw, policy) {
+        c.exact(path, format!("webhookUrl {refusal}"));
         return None;
     }
     Some(raw)

@@ -3,6 +3,7 @@
 mod agent;
 pub mod check;
 pub mod definition;
+pub mod executions;
 mod fields;
 mod graph;
 mod human;

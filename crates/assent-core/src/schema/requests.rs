@@ -36,7 +36,7 @@ pub struct GetDefinitionVersion {
     pub version: i64,
 }
 
-fn finish<T>(c: Checker, value: Option<T>) -> Result<T, Vec<Issue>> {
+pub(super) fn finish<T>(c: Checker, value: Option<T>) -> Result<T, Vec<Issue>> {
     match value {
         Some(v) if c.is_clean() => Ok(v),
         _ => Err(c.issues),
