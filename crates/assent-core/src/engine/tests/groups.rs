@@ -1,0 +1,1 @@
+//! Group policies, required members, collective branches.

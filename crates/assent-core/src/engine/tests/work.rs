@@ -1,0 +1,1 @@
+//! Agent, webhook and notification steps: work items, timers, retries.
