@@ -107,7 +107,11 @@ pub(crate) fn request_work(run: &mut Run, index: usize) {
             }
             None => {
                 let url = agent_run.resolved_url.unwrap_or_default();
-                WorkItem::StartAgent { step_id, attempt, request: agent_request(run, config, url) }
+                WorkItem::StartAgent {
+                    step_id,
+                    attempt,
+                    request: Box::new(agent_request(run, config, url)),
+                }
             }
         },
         NodeConfig::Notification(_) => {

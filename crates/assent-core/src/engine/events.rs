@@ -86,7 +86,7 @@ pub enum WorkItem {
     StartAgent {
         step_id: String,
         attempt: u32,
-        request: AgentRequest,
+        request: Box<AgentRequest>,
     },
     PollAgent {
         step_id: String,

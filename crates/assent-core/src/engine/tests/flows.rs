@@ -103,7 +103,9 @@ fn breach_without_route_fails_and_cancels_open_steps() {
 #[test]
 fn stale_sla_timer_changes_nothing() {
     let mut body = two_step();
-    body["edges"].as_array_mut().map(|e| e.push(on_status("a", "no", "breached")));
+    if let Some(edges) = body["edges"].as_array_mut() {
+        edges.push(on_status("a", "no", "breached"));
+    }
     body["nodes"][0]["slaMs"] = json!(1000);
     let mut h = start(body);
     let a = h.step_id("a");

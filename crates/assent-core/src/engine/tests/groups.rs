@@ -14,9 +14,9 @@ fn grouped(policy: &str, quorum: u32, required: &[&str], edges: Vec<Value>) -> V
         ],
         edges,
     );
-    body["edges"].as_array_mut().map(|e| {
-        e.insert(0, json!({ "from": "start", "to": { "kind": "group", "groupId": "g" } }))
-    });
+    if let Some(edges) = body["edges"].as_array_mut() {
+        edges.insert(0, json!({ "from": "start", "to": { "kind": "group", "groupId": "g" } }));
+    }
     body["groups"] = json!([{
         "groupId": "g", "memberNodeIds": ["m1", "m2", "m3"], "expectedSteps": 3,
         "quorum": quorum, "onQuorumMet": policy, "requiredNodeIds": required,
@@ -109,6 +109,6 @@ fn join_on_quorum_unreachable_by_count() {
     assert_eq!(h.status_of("m3"), StepStatus::Cancelled);
     assert_eq!(h.step_id("back"), "group_g__to__back");
     assert!(h.state.steps.iter().all(|s| s.node_id != "next"));
-    assert_eq!(h.state.groups[0].quorum_met, false);
+    assert!(!h.state.groups[0].quorum_met);
     assert_eq!(h.state.status, ExecutionStatus::Completed);
 }
