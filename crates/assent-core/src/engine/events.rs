@@ -93,8 +93,7 @@ pub enum WorkItem {
         attempt: u32,
         agent_execution_id: String,
     },
-    /// Templates are sent as written; the shell renders them.
-    // TODO(#12): render subject and body templates in the core.
+    /// The node's templates are not rendered here yet: the shell reads them from the node.
     SendNotification {
         step_id: String,
         attempt: u32,
