@@ -4,6 +4,7 @@
 pub mod address;
 pub mod compile;
 pub mod cron;
+pub mod engine;
 pub mod expr;
 pub mod ids;
 pub mod issue;

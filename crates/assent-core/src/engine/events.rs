@@ -1,0 +1,125 @@
+//! What a command causes besides the new state: events, timers, work for the shell, and
+//! the endpoint's result.
+
+use crate::model::EXTERNAL_EVENT_TYPES;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One appended event. Internal events consume a `seq` but never leave the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub seq: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub step_id: Option<String>,
+    pub timestamp: u64,
+    pub data: Value,
+    pub external: bool,
+}
+
+pub fn is_external(event_type: &str) -> bool {
+    EXTERNAL_EVENT_TYPES.contains(&event_type)
+}
+
+/// `evt_<executionId>_<seq>`: stable across delivery retries.
+pub fn event_id(execution_id: &str, seq: u64) -> String {
+    format!("evt_{execution_id}_{seq}")
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TimerKind {
+    SlaBreach,
+    Retry,
+    AgentPoll,
+    AgentTimeout,
+}
+
+impl TimerKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TimerKind::SlaBreach => "sla",
+            TimerKind::Retry => "retry",
+            TimerKind::AgentPoll => "poll",
+            TimerKind::AgentTimeout => "agent-timeout",
+        }
+    }
+
+    /// `sla:<stepId>`, `retry:<stepId>`, `poll:<stepId>`, `agent-timeout:<stepId>`.
+    pub fn key(self, step_id: &str) -> String {
+        format!("{}:{step_id}", self.prefix())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timer {
+    pub key: String,
+    pub kind: TimerKind,
+    pub step_id: String,
+    pub due_at_ms: u64,
+}
+
+/// The request an agent node sends to the agent runner (`POST .../agents/execution/run`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentRequest {
+    pub agent_id: String,
+    pub trigger: String,
+    pub workflow_execution_id: String,
+    pub url: String,
+    pub organization_id: Option<String>,
+    pub document_id: Option<String>,
+    pub cross_page_execute: bool,
+    pub max_urls_to_process: Option<u32>,
+    pub user_context: Value,
+    pub ai_config: Option<Value>,
+    pub prompt_override: Option<String>,
+    pub input_mapping: Option<Value>,
+}
+
+/// I/O the shell performs after committing; it reports back with `Command::WorkDone`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum WorkItem {
+    StartAgent {
+        step_id: String,
+        attempt: u32,
+        request: Box<AgentRequest>,
+    },
+    PollAgent {
+        step_id: String,
+        attempt: u32,
+        agent_execution_id: String,
+    },
+    /// The node's templates are not rendered here yet: the shell reads them from the node.
+    SendNotification {
+        step_id: String,
+        attempt: u32,
+        node_id: String,
+    },
+    CallWebhook {
+        step_id: String,
+        attempt: u32,
+        node_id: String,
+    },
+}
+
+/// Everything one command caused, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Effects {
+    pub events: Vec<Event>,
+    pub timers_set: Vec<Timer>,
+    pub timers_cleared: Vec<String>,
+    pub work: Vec<WorkItem>,
+    /// The endpoint's `result` value.
+    pub result: Value,
+}
+
+impl Effects {
+    /// Events that leave the engine (getEvents, webhooks).
+    pub fn external_events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter().filter(|e| e.external)
+    }
+}
