@@ -13,3 +13,4 @@ pub mod model;
 pub mod schema;
 pub mod validate;
 pub mod view;
+pub mod vocab;

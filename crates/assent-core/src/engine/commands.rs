@@ -4,6 +4,7 @@ use super::state::{ErrorInfo, ExecutionState, StepStatus};
 use super::{agent, groups, human, rollup, Effects, Run, TimerKind};
 use crate::compile::Compiled;
 use crate::model::{DefinitionSpec, NodeConfig};
+pub use crate::vocab::ResolveAction;
 use serde_json::{json, Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,49 +46,6 @@ impl CommandError {
 
     pub(crate) fn step_not_found(step_id: &str) -> CommandError {
         CommandError::new(ErrorStatus::NotFound, format!("step {step_id} not found"))
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResolveAction {
-    ForceApprove,
-    ForceReject,
-    ForceComplete,
-    ForceFail,
-    ReviewerApprove,
-    ReviewerReject,
-}
-
-impl ResolveAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResolveAction::ForceApprove => "force-approve",
-            ResolveAction::ForceReject => "force-reject",
-            ResolveAction::ForceComplete => "force-complete",
-            ResolveAction::ForceFail => "force-fail",
-            ResolveAction::ReviewerApprove => "reviewer-approve",
-            ResolveAction::ReviewerReject => "reviewer-reject",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<ResolveAction> {
-        use ResolveAction::*;
-        [ForceApprove, ForceReject, ForceComplete, ForceFail, ReviewerApprove, ReviewerReject]
-            .into_iter()
-            .find(|a| a.as_str() == name)
-    }
-
-    fn is_reviewer(self) -> bool {
-        matches!(self, ResolveAction::ReviewerApprove | ResolveAction::ReviewerReject)
-    }
-
-    /// The decision an approve or reject action synthesizes.
-    fn decision(self) -> Option<&'static str> {
-        match self {
-            ResolveAction::ForceApprove | ResolveAction::ReviewerApprove => Some("approve"),
-            ResolveAction::ForceReject | ResolveAction::ReviewerReject => Some("reject"),
-            _ => None,
-        }
     }
 }
 

@@ -22,11 +22,6 @@ pub fn is_external(event_type: &str) -> bool {
     EXTERNAL_EVENT_TYPES.contains(&event_type)
 }
 
-/// `evt_<executionId>_<seq>`: stable across delivery retries.
-pub fn event_id(execution_id: &str, seq: u64) -> String {
-    format!("evt_{execution_id}_{seq}")
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TimerKind {

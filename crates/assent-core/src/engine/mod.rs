@@ -20,7 +20,7 @@ mod tests;
 pub use commands::WorkOutcome;
 pub use commands::{apply, AgentStatus, Command, CommandError, ErrorStatus, ResolveAction};
 pub use dispatch::{dispatch, root_node_ids, DispatchParams};
-pub use events::{event_id, is_external, AgentRequest, Effects, Event, Timer, TimerKind, WorkItem};
+pub use events::{is_external, AgentRequest, Effects, Event, Timer, TimerKind, WorkItem};
 pub use state::{
     AgentRun, ErrorInfo, ExecutionState, ExecutionStatus, GroupState, LoopAttempt, LoopState,
     ReviewerDecision, StepState, StepStatus,

@@ -1,26 +1,11 @@
-//! Formats of the identifiers the engine and the shell generate. Step ids are
-//! deterministic so that a retried command lands on the same record.
+//! Step ids, deterministic so that a retried command lands on the same record. The ids the
+//! shell generates (executions, correlation ids, keys, events) are in `crate::ids`.
 
 use sha2::{Digest, Sha256};
 
 /// Longest step id; a longer one is replaced by a hashed form.
 pub const STEP_ID_LEN_MAX: usize = 200;
 const HASH_HEX_DIGITS: usize = 24;
-
-/// `exec_<epoch ms>_<8 chars>`.
-pub fn execution_id(now_ms: u64, rand8: &str) -> String {
-    format!("exec_{now_ms}_{rand8}")
-}
-
-/// `corr_<epoch ms>_<8 chars>`.
-pub fn correlation_id(now_ms: u64, rand8: &str) -> String {
-    format!("corr_{now_ms}_{rand8}")
-}
-
-/// `auto:<executionId>`, the key of a dispatch that brought none.
-pub fn auto_idempotency_key(execution_id: &str) -> String {
-    format!("auto:{execution_id}")
-}
 
 /// `human:<stepId>`.
 pub fn resume_key(step_id: &str) -> String {
@@ -76,9 +61,6 @@ mod tests {
             (group_step_id("g", "b", 2), "group_g__to__b__iter_2"),
             (loop_step_id("s", 2, "draft"), "s__loop_2__to__draft"),
             (exhausted_step_id("s", "esc"), "s__exhausted__to__esc"),
-            (execution_id(5, "abcdefgh"), "exec_5_abcdefgh"),
-            (correlation_id(5, "abcdefgh"), "corr_5_abcdefgh"),
-            (auto_idempotency_key("exec_5_a"), "auto:exec_5_a"),
             (resume_key("s"), "human:s"),
         ];
         for (got, want) in cases {

@@ -7,6 +7,7 @@ use crate::issue::{Issue, Path};
 use crate::schema::check::{Checker, Object, Str};
 use crate::schema::fields::{self, DEFINITION_ID};
 use crate::schema::requests::finish;
+pub use crate::vocab::{Decision, ExecutionStatus, Resolution, ResolveAction};
 use serde_json::Value;
 use std::fmt;
 
@@ -45,61 +46,6 @@ pub const EVENTS_PAGE_SIZE_DEFAULT: u32 = 100;
 const SEQ_MAX: i64 = (1 << 53) - 1;
 
 pub const UNPAIRED_WEBHOOK: &str = "webhookUrl and webhookSecret must be provided together";
-
-/// An enum whose variants travel as fixed strings.
-macro_rules! wire_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-        pub enum $name {
-            $($variant),+
-        }
-
-        impl $name {
-            /// Every variant with its wire name, in the order the API lists them.
-            pub const ALL: &'static [($name, &'static str)] = &[$(($name::$variant, $wire)),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $wire),+
-                }
-            }
-        }
-    };
-}
-
-wire_enum! {
-    /// Where an execution stands.
-    ExecutionStatus {
-        Pending = "pending",
-        Running = "running",
-        Completed = "completed",
-        Failed = "failed",
-        Cancelled = "cancelled",
-    }
-}
-
-wire_enum! {
-    /// A reviewer's decision.
-    Decision { Approve = "approve", Reject = "reject" }
-}
-
-wire_enum! {
-    /// How an agent finding was resolved.
-    Resolution { Resolved = "resolved", Rejected = "rejected" }
-}
-
-wire_enum! {
-    /// An operator's or reviewer's override of a step.
-    ResolveAction {
-        ForceApprove = "force-approve",
-        ForceReject = "force-reject",
-        ForceComplete = "force-complete",
-        ForceFail = "force-fail",
-        ReviewerApprove = "reviewer-approve",
-        ReviewerReject = "reviewer-reject",
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DispatchRequest {
