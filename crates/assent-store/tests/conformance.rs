@@ -152,6 +152,7 @@ conformance!(
     update_execution_commits_all_or_nothing,
     timers_claimed_once_across_stores,
     lease_expiry_makes_a_timer_claimable_again,
+    delete_and_dispatch_take_turns,
 );
 
 fn definition(id: &str, revision: i64) -> NewDefinition {
@@ -1021,6 +1022,52 @@ async fn lease_expiry_makes_a_timer_claimable_again<B: Backend>(backend: B) {
     cleared.unwrap().unwrap();
     assert_eq!(store.next_timer_due_ms().await.unwrap(), None);
     assert!(store.claim_due_timers(i64::MAX / 2, 1_000, 10).await.unwrap().is_empty());
+}
+
+async fn delete_and_dispatch_take_turns<B: Backend>(backend: B) {
+    const DISPATCHES: usize = 20;
+    enum Answer {
+        Dispatch(Result<DispatchOutcome, StoreError>),
+        Delete(Result<(), StoreError>),
+    }
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+
+    let mut racers = Vec::new();
+    for i in 0..DISPATCHES {
+        let (store, workspace) = (stores[i % 2].clone(), ws.clone());
+        racers.push(tokio::spawn(async move {
+            let write = execution(&workspace, &format!("exec_{i}"), "d", &format!("k{i}"), NOW_MS);
+            Answer::Dispatch(store.dispatch_execution(&workspace, write, None).await)
+        }));
+        if i == DISPATCHES / 2 {
+            let (store, workspace) = (stores[1].clone(), ws.clone());
+            racers.push(tokio::spawn(async move {
+                Answer::Delete(store.delete_definition(&workspace, "d", false, NOW_MS).await)
+            }));
+        }
+    }
+    let (mut created, mut refused, mut deleted) = (0, 0, None);
+    for racer in racers {
+        match racer.await.unwrap() {
+            Answer::Dispatch(Ok(DispatchOutcome::Created)) => created += 1,
+            Answer::Dispatch(Err(StoreError::DefinitionNotActive)) => refused += 1,
+            Answer::Delete(Ok(())) => deleted = Some(true),
+            Answer::Delete(Err(StoreError::InFlight)) => deleted = Some(false),
+            Answer::Dispatch(other) => panic!("unexpected dispatch answer {other:?}"),
+            Answer::Delete(other) => panic!("unexpected delete answer {other:?}"),
+        }
+    }
+    assert_eq!(created + refused, DISPATCHES);
+    let listed = stores[0].list_executions(&ws, None, None, 500, None).await.unwrap().items;
+    assert_eq!(listed.len(), created);
+    // A delete that won saw no execution and refused every later one; one that lost saw one.
+    match deleted {
+        Some(true) => assert_eq!(created, 0),
+        Some(false) => assert_eq!(refused, 0),
+        None => unreachable!("the delete answered"),
+    }
 }
 
 #[tokio::test]
