@@ -1,8 +1,10 @@
 //! [`AnyStore`]: the store a database URL names, SQLite or PostgreSQL.
 
 use crate::{
-    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, PgStore,
-    SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
+    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
+    WorkspaceInfo,
 };
 
 pub enum AnyStore {
@@ -142,5 +144,79 @@ impl Store for AnyStore {
         now_ms: i64,
     ) -> StoreResult<()> {
         delegate!(self.delete_definition(workspace_id, definition_id, purge, now_ms))
+    }
+
+    async fn dispatch_execution(
+        &self,
+        workspace_id: &str,
+        write: ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<DispatchOutcome> {
+        delegate!(self.dispatch_execution(workspace_id, write, idempotency_expires_at_ms))
+    }
+
+    async fn lookup_idempotency_key(
+        &self,
+        workspace_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        delegate!(self.lookup_idempotency_key(workspace_id, idempotency_key, now_ms))
+    }
+
+    async fn get_execution(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<ExecutionRecord>> {
+        delegate!(self.get_execution(workspace_id, execution_id))
+    }
+
+    async fn list_executions(
+        &self,
+        workspace_id: &str,
+        definition_id: Option<&str>,
+        status: Option<ExecutionStatus>,
+        page_size: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<ExecutionPage> {
+        delegate!(self.list_executions(workspace_id, definition_id, status, page_size, cursor))
+    }
+
+    async fn get_events(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        since_seq: i64,
+        page_size: u32,
+    ) -> StoreResult<EventPage> {
+        delegate!(self.get_events(workspace_id, execution_id, since_seq, page_size))
+    }
+
+    async fn update_execution<T, E, F>(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        command: F,
+    ) -> StoreResult<Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E> + Send + 'static,
+    {
+        delegate!(self.update_execution(workspace_id, execution_id, command))
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedTimer>> {
+        delegate!(self.claim_due_timers(now_ms, lease_ms, limit))
+    }
+
+    async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
+        delegate!(self.next_timer_due_ms())
     }
 }

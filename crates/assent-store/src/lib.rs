@@ -6,6 +6,7 @@
 
 mod any;
 mod credentials;
+mod executions;
 mod postgres;
 mod shared;
 mod sqlite;
@@ -15,6 +16,10 @@ use std::future::Future;
 
 pub use any::AnyStore;
 pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
+pub use executions::{
+    ClaimedTimer, DispatchOutcome, EventPage, EventRecord, ExecutionChanges, ExecutionPage,
+    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent, TimerSet,
+};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -34,6 +39,12 @@ pub enum StoreError {
     /// The definition still has executions in flight.
     #[error("definition has executions in flight")]
     InFlight,
+    /// The definition exists but is tombstoned: nothing new may start from it.
+    #[error("definition is not active")]
+    DefinitionNotActive,
+    /// A list cursor that no list gave out.
+    #[error("malformed cursor")]
+    InvalidCursor,
     /// The database failed; the detail is for the log, never for a client.
     #[error("database error: {0}")]
     Database(String),
@@ -197,4 +208,82 @@ pub trait Store: Send + Sync + 'static {
         purge: bool,
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Starts an execution, in one transaction: the idempotency key is looked up first (a
+    /// live one answers `Replayed` whatever the definition's state), then the definition
+    /// must still be active (`NotFound`, `DefinitionNotActive`), then the execution, its
+    /// key, events and timers are written. A key whose `expires_at_ms` is at or before
+    /// `record.started_at_ms` has expired and is replaced; `None` keeps the key as long as
+    /// the execution. Racing dispatches of one key create exactly one execution.
+    fn dispatch_execution(
+        &self,
+        workspace_id: &str,
+        write: ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> impl Future<Output = StoreResult<DispatchOutcome>> + Send;
+
+    /// The `(execution_id, correlation_id)` a live idempotency key belongs to.
+    fn lookup_idempotency_key(
+        &self,
+        workspace_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<(String, String)>>> + Send;
+
+    fn get_execution(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<ExecutionRecord>>> + Send;
+
+    /// Executions newest first (`started_at_ms`, then `execution_id`), after `cursor` when
+    /// given; `InvalidCursor` for a cursor no list gave out.
+    fn list_executions(
+        &self,
+        workspace_id: &str,
+        definition_id: Option<&str>,
+        status: Option<ExecutionStatus>,
+        page_size: u32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = StoreResult<ExecutionPage>> + Send;
+
+    /// External events with `seq > since_seq`, oldest first; `NotFound` when the execution
+    /// is not in this workspace.
+    fn get_events(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        since_seq: i64,
+        page_size: u32,
+    ) -> impl Future<Output = StoreResult<EventPage>> + Send;
+
+    /// Runs `command` on the execution inside the write transaction, with the execution
+    /// locked, and commits the record as `command` left it (its status, `updated_at_ms`
+    /// and state) together with the changes it returns. When `command` returns an error,
+    /// nothing is written and the error is handed back. `NotFound` when there is no such
+    /// execution in this workspace.
+    fn update_execution<T, E, F>(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        command: F,
+    ) -> impl Future<Output = StoreResult<Result<T, E>>> + Send
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E> + Send + 'static;
+
+    /// Claims up to `limit` timers due at `now_ms`, oldest due first, each for `lease_ms`:
+    /// until then no other claim, from this process or another, gets it. A fired timer is
+    /// removed by the `timers_cleared` of the command it causes; one whose lease ends
+    /// first is claimable again.
+    fn claim_due_timers(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedTimer>>> + Send;
+
+    /// When the next timer becomes claimable (its due time, or the end of its lease).
+    fn next_timer_due_ms(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 }

@@ -8,7 +8,10 @@ pub(crate) struct Migration {
     pub sql: &'static str,
 }
 
-/// The largest page `list_definitions` returns.
+/// The most timers one `claim_due_timers` claims.
+pub(crate) const TIMER_CLAIM_MAX: u32 = 500;
+
+/// The largest page a list returns.
 pub(crate) const PAGE_SIZE_MAX: u32 = 500;
 
 /// `page_size` brought into `1..=PAGE_SIZE_MAX`.

@@ -3,8 +3,9 @@
 //! (each test then gets a database of its own, dropped afterwards).
 
 use assent_store::{
-    AnyStore, AuthOutcome, DefinitionRecord, DefinitionStatus, NewDefinition, PgStore, SqliteStore,
-    Store, StoreError,
+    AnyStore, AuthOutcome, DefinitionRecord, DefinitionStatus, DispatchOutcome, ExecutionChanges,
+    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewEvent, PgStore,
+    SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -19,15 +20,6 @@ trait Backend: Send + Sync + 'static {
     type Store: Store;
 
     fn open(&self) -> impl Future<Output = Self::Store> + Send;
-
-    /// Writes an execution row, as dispatch will.
-    fn put_execution(
-        store: &Self::Store,
-        workspace_id: &str,
-        execution_id: &str,
-        definition_id: &str,
-        status: &str,
-    ) -> impl Future<Output = ()> + Send;
 }
 
 struct SqliteBackend {
@@ -40,19 +32,6 @@ impl Backend for SqliteBackend {
     async fn open(&self) -> SqliteStore {
         SqliteStore::open(&self.path).await.expect("SQLite store opens")
     }
-
-    async fn put_execution(
-        store: &SqliteStore,
-        workspace_id: &str,
-        execution_id: &str,
-        definition_id: &str,
-        status: &str,
-    ) {
-        store
-            .put_execution_for_test(workspace_id, execution_id, definition_id, 1, status, NOW_MS)
-            .await
-            .expect("execution written");
-    }
 }
 
 struct PgBackend {
@@ -64,19 +43,6 @@ impl Backend for PgBackend {
 
     async fn open(&self) -> PgStore {
         PgStore::connect(&self.url).await.expect("PostgreSQL store connects")
-    }
-
-    async fn put_execution(
-        store: &PgStore,
-        workspace_id: &str,
-        execution_id: &str,
-        definition_id: &str,
-        status: &str,
-    ) {
-        store
-            .put_execution_for_test(workspace_id, execution_id, definition_id, 1, status, NOW_MS)
-            .await
-            .expect("execution written");
     }
 }
 
@@ -177,6 +143,16 @@ conformance!(
     concurrent_updates_with_one_if_version_one_wins,
     many_concurrent_creates_commit_and_list,
     unknown_workspace_is_not_found,
+    dispatch_get_and_replay,
+    concurrent_dispatches_of_one_key_create_one,
+    expired_trigger_key_is_replaced,
+    dispatch_refused_unless_definition_active,
+    list_pages_many_executions_in_one_millisecond,
+    events_page_external_only,
+    update_execution_commits_all_or_nothing,
+    timers_claimed_once_across_stores,
+    lease_expiry_makes_a_timer_claimable_again,
+    delete_and_dispatch_take_turns,
 );
 
 fn definition(id: &str, revision: i64) -> NewDefinition {
@@ -484,20 +460,24 @@ async fn delete_refused_while_executions_in_flight<B: Backend>(backend: B) {
     let store = backend.open().await;
     let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
     store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
-    B::put_execution(&store, &ws, "exec_done", "d", "completed").await;
-    B::put_execution(&store, &other, "exec_elsewhere", "d", "running").await;
-    B::put_execution(&store, &ws, "exec_1", "d", "pending").await;
+    store.create_definition(&other, definition("d", 1), NOW_MS).await.unwrap();
+    dispatch(&store, &ws, "exec_done", "d", "k_done", NOW_MS).await;
+    set_status(&store, &ws, "exec_done", ExecutionStatus::Completed).await;
+    dispatch(&store, &other, "exec_elsewhere", "d", "k", NOW_MS).await;
+    dispatch(&store, &ws, "exec_1", "d", "k_1", NOW_MS).await;
+    let elsewhere = store.delete_definition(&other, "d", false, NOW_MS).await;
+    assert!(matches!(elsewhere, Err(StoreError::InFlight)), "{elsewhere:?}");
 
     for purge in [false, true] {
         let refused = store.delete_definition(&ws, "d", purge, NOW_MS).await;
         assert!(matches!(refused, Err(StoreError::InFlight)), "{refused:?}");
     }
-    B::put_execution(&store, &ws, "exec_1", "d", "running").await;
+    set_status(&store, &ws, "exec_1", ExecutionStatus::Running).await;
     let refused = store.delete_definition(&ws, "d", false, NOW_MS).await;
     assert!(matches!(refused, Err(StoreError::InFlight)), "{refused:?}");
     assert!(store.get_definition(&ws, "d").await.unwrap().is_some(), "a refusal deletes nothing");
 
-    B::put_execution(&store, &ws, "exec_1", "d", "failed").await;
+    set_status(&store, &ws, "exec_1", ExecutionStatus::Failed).await;
     store.delete_definition(&ws, "d", false, NOW_MS).await.unwrap();
     assert!(store.get_definition(&ws, "d").await.unwrap().is_none());
 }
@@ -589,6 +569,505 @@ async fn unknown_workspace_is_not_found<B: Backend>(backend: B) {
     let updated = store.update_definition("ws_missing", definition("d", 1), 1, NOW_MS).await;
     assert!(matches!(updated, Err(StoreError::NotFound)), "{updated:?}");
     assert!(store.list_definitions("ws_missing", 10, None).await.unwrap().items.is_empty());
+}
+
+fn event(seq: i64, event_type: &str, external: bool) -> NewEvent {
+    NewEvent {
+        seq,
+        event_type: event_type.to_owned(),
+        step_id: (seq > 1).then(|| format!("step_{seq}")),
+        timestamp_ms: NOW_MS + seq,
+        data: json!({"seq": seq, "kind": event_type}),
+        external,
+    }
+}
+
+fn timer(timer_key: &str, due_at_ms: i64) -> TimerSet {
+    TimerSet { timer_key: timer_key.to_owned(), due_at_ms, payload: json!({"key": timer_key}) }
+}
+
+/// A new pending execution with an external and an internal event.
+fn execution(
+    workspace_id: &str,
+    execution_id: &str,
+    definition_id: &str,
+    idempotency_key: &str,
+    started_at_ms: i64,
+) -> ExecutionWrite {
+    ExecutionWrite {
+        record: ExecutionRecord {
+            workspace_id: workspace_id.to_owned(),
+            execution_id: execution_id.to_owned(),
+            definition_id: definition_id.to_owned(),
+            definition_version: 1,
+            status: ExecutionStatus::Pending,
+            correlation_id: format!("corr_{execution_id}"),
+            idempotency_key: idempotency_key.to_owned(),
+            started_at_ms,
+            updated_at_ms: started_at_ms,
+            next_seq: 1,
+            // Keys out of alphabetical order: the store must keep the state as written.
+            state: json!({"zeta": 1, "alpha": [execution_id]}),
+        },
+        changes: ExecutionChanges {
+            events: vec![event(1, "execution.dispatched", true), event(2, "step.scheduled", false)],
+            ..ExecutionChanges::default()
+        },
+    }
+}
+
+async fn dispatch<S: Store>(
+    store: &S,
+    workspace_id: &str,
+    execution_id: &str,
+    definition_id: &str,
+    idempotency_key: &str,
+    started_at_ms: i64,
+) -> DispatchOutcome {
+    let write =
+        execution(workspace_id, execution_id, definition_id, idempotency_key, started_at_ms);
+    store.dispatch_execution(workspace_id, write, None).await.expect("dispatch succeeds")
+}
+
+/// Moves an execution to `status` through a command that changes nothing else.
+async fn set_status<S: Store>(
+    store: &S,
+    workspace_id: &str,
+    execution_id: &str,
+    to: ExecutionStatus,
+) {
+    let outcome = store
+        .update_execution(workspace_id, execution_id, move |record| {
+            record.status = to;
+            Ok::<_, ()>((ExecutionChanges::default(), ()))
+        })
+        .await;
+    outcome.expect("update succeeds").expect("command succeeds");
+}
+
+async fn dispatch_get_and_replay<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    store.create_definition(&other, definition("d", 1), NOW_MS).await.unwrap();
+
+    let written = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    let created = store.dispatch_execution(&ws, written.clone(), None).await.unwrap();
+    assert_eq!(created, DispatchOutcome::Created);
+    let fetched = store.get_execution(&ws, "exec_1").await.unwrap().unwrap();
+    assert_eq!(fetched, ExecutionRecord { next_seq: 3, ..written.record.clone() });
+    assert_eq!(fetched.state.to_string(), written.record.state.to_string());
+    assert!(store.get_execution(&other, "exec_1").await.unwrap().is_none());
+
+    // A replay answers the original's ids whatever else it says, and writes nothing.
+    let mut replay = execution(&ws, "exec_2", "other-definition", "k1", NOW_MS + 5);
+    replay.record.correlation_id = "corr_mine".into();
+    let replayed = store.dispatch_execution(&ws, replay, None).await.unwrap();
+    let original = ("exec_1".to_owned(), "corr_exec_1".to_owned());
+    assert_eq!(
+        replayed,
+        DispatchOutcome::Replayed {
+            execution_id: original.0.clone(),
+            correlation_id: original.1.clone()
+        }
+    );
+    assert!(store.get_execution(&ws, "exec_2").await.unwrap().is_none());
+    assert_eq!(store.lookup_idempotency_key(&ws, "k1", NOW_MS).await.unwrap(), Some(original));
+    assert_eq!(store.lookup_idempotency_key(&other, "k1", NOW_MS).await.unwrap(), None);
+    assert_eq!(store.lookup_idempotency_key(&ws, "k2", NOW_MS).await.unwrap(), None);
+
+    // Keys belong to their workspace.
+    assert_eq!(
+        dispatch(&store, &other, "exec_3", "d", "k1", NOW_MS).await,
+        DispatchOutcome::Created
+    );
+    let missing =
+        store.dispatch_execution(&ws, execution(&ws, "exec_4", "nope", "k4", NOW_MS), None).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(store.lookup_idempotency_key(&ws, "k4", NOW_MS).await.unwrap().is_none());
+}
+
+async fn concurrent_dispatches_of_one_key_create_one<B: Backend>(backend: B) {
+    const RACERS: usize = 100;
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+
+    let mut racers = Vec::new();
+    for i in 0..RACERS {
+        let (store, ws) = (stores[i % 2].clone(), ws.clone());
+        racers.push(tokio::spawn(async move {
+            let id = format!("exec_{i}");
+            (id.clone(), dispatch(&*store, &ws, &id, "d", "same-key", NOW_MS).await)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut replayed_ids = HashSet::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            (id, DispatchOutcome::Created) => created.push(id),
+            (_, DispatchOutcome::Replayed { execution_id, correlation_id }) => {
+                assert_eq!(correlation_id, format!("corr_{execution_id}"));
+                replayed_ids.insert(execution_id);
+            }
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(replayed_ids, HashSet::from([created[0].clone()]));
+    let page = stores[1].list_executions(&ws, None, None, 500, None).await.unwrap();
+    let listed: Vec<_> = page.items.iter().map(|e| e.execution_id.clone()).collect();
+    assert_eq!(listed, created);
+}
+
+async fn expired_trigger_key_is_replaced<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let key = "trig:t1:e1";
+    let write = execution(&ws, "exec_a", "d", key, NOW_MS);
+    let created = store.dispatch_execution(&ws, write, Some(NOW_MS + 100)).await.unwrap();
+    assert_eq!(created, DispatchOutcome::Created);
+
+    let live = store.lookup_idempotency_key(&ws, key, NOW_MS + 99).await.unwrap();
+    assert_eq!(live.map(|(id, _)| id).as_deref(), Some("exec_a"));
+    assert!(store.lookup_idempotency_key(&ws, key, NOW_MS + 100).await.unwrap().is_none());
+    let write = execution(&ws, "exec_b", "d", key, NOW_MS + 99);
+    let replayed = store.dispatch_execution(&ws, write, Some(NOW_MS + 199)).await.unwrap();
+    assert!(
+        matches!(replayed, DispatchOutcome::Replayed { execution_id, .. } if execution_id == "exec_a")
+    );
+
+    let write = execution(&ws, "exec_c", "d", key, NOW_MS + 100);
+    let created = store.dispatch_execution(&ws, write, Some(NOW_MS + 200)).await.unwrap();
+    assert_eq!(created, DispatchOutcome::Created);
+    let live = store.lookup_idempotency_key(&ws, key, NOW_MS + 150).await.unwrap();
+    assert_eq!(live.map(|(id, _)| id).as_deref(), Some("exec_c"));
+    // The first execution is kept, with the key it was started with.
+    let first = store.get_execution(&ws, "exec_a").await.unwrap().unwrap();
+    assert_eq!(first.idempotency_key, key);
+    assert!(store.get_execution(&ws, "exec_b").await.unwrap().is_none());
+}
+
+async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    dispatch(&store, &ws, "exec_1", "d", "k1", NOW_MS).await;
+    set_status(&store, &ws, "exec_1", ExecutionStatus::Completed).await;
+    store.delete_definition(&ws, "d", false, NOW_MS).await.unwrap();
+
+    let write = execution(&ws, "exec_2", "d", "k2", NOW_MS);
+    let refused = store.dispatch_execution(&ws, write, None).await;
+    assert!(matches!(refused, Err(StoreError::DefinitionNotActive)), "{refused:?}");
+    assert!(store.get_execution(&ws, "exec_2").await.unwrap().is_none());
+    assert!(store.lookup_idempotency_key(&ws, "k2", NOW_MS).await.unwrap().is_none());
+
+    // The key is looked up before the definition: a replay still answers.
+    let replayed = dispatch(&store, &ws, "exec_3", "d", "k1", NOW_MS).await;
+    assert!(
+        matches!(replayed, DispatchOutcome::Replayed { execution_id, .. } if execution_id == "exec_1")
+    );
+
+    store.create_definition(&ws, definition("p", 1), NOW_MS).await.unwrap();
+    store.delete_definition(&ws, "p", true, NOW_MS).await.unwrap();
+    let purged =
+        store.dispatch_execution(&ws, execution(&ws, "exec_4", "p", "k4", NOW_MS), None).await;
+    assert!(matches!(purged, Err(StoreError::NotFound)), "{purged:?}");
+}
+
+async fn list_pages_many_executions_in_one_millisecond<B: Backend>(backend: B) {
+    const SAME_MS: usize = 50;
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    for id in ["a", "b"] {
+        store.create_definition(&ws, definition(id, 1), NOW_MS).await.unwrap();
+    }
+    for i in 0..SAME_MS {
+        dispatch(&store, &ws, &format!("exec_{i:02}"), "a", &format!("k{i}"), NOW_MS).await;
+    }
+    for i in 0..5 {
+        let started_at_ms = NOW_MS - 10 + i;
+        dispatch(&store, &ws, &format!("exec_b{i}"), "b", &format!("kb{i}"), started_at_ms).await;
+    }
+    for id in ["exec_03", "exec_b1", "exec_41"] {
+        set_status(&store, &ws, id, ExecutionStatus::Running).await;
+    }
+
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_executions(&ws, None, None, 7, cursor.as_deref()).await.unwrap();
+        assert!(page.items.len() <= 7);
+        listed.extend(page.items.iter().map(|e| (e.started_at_ms, e.execution_id.clone())));
+        match page.next_cursor {
+            Some(next) => {
+                assert_eq!(page.items.len(), 7, "only a full page has a next page");
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed.len(), SAME_MS + 5);
+    assert_eq!(listed.iter().collect::<HashSet<_>>().len(), listed.len(), "no repeats");
+    assert!(listed.windows(2).all(|w| w[0] > w[1]), "newest first, then by id");
+    assert_eq!(listed[0].1, "exec_49");
+    assert_eq!(listed.last().unwrap().1, "exec_b0");
+
+    let of_b = store.list_executions(&ws, Some("b"), None, 50, None).await.unwrap();
+    assert_eq!((of_b.items.len(), of_b.next_cursor), (5, None));
+    let running = store.list_executions(&ws, None, Some(ExecutionStatus::Running), 50, None).await;
+    let running: Vec<_> = running.unwrap().items.into_iter().map(|e| e.execution_id).collect();
+    assert_eq!(running, ["exec_41", "exec_03", "exec_b1"]);
+    let both = store.list_executions(&ws, Some("b"), Some(ExecutionStatus::Running), 50, None);
+    assert_eq!(both.await.unwrap().items.len(), 1);
+    assert!(store.list_executions(&ws, Some("c"), None, 50, None).await.unwrap().items.is_empty());
+
+    // A bare millisecond, as the hosted engine's cursors are: what started before it.
+    let before = store.list_executions(&ws, None, None, 50, Some(&NOW_MS.to_string())).await;
+    assert_eq!(before.unwrap().items.len(), 5);
+    for malformed in ["", "abc", "12:", "-1:exec_01", "1.5"] {
+        let refused = store.list_executions(&ws, None, None, 50, Some(malformed)).await;
+        assert!(matches!(refused, Err(StoreError::InvalidCursor)), "{malformed:?}: {refused:?}");
+    }
+}
+
+async fn events_page_external_only<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let mut write = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    write.changes.events = (1..=10).map(|seq| event(seq, "step.completed", seq % 2 == 1)).collect();
+    store.dispatch_execution(&ws, write, None).await.unwrap();
+    let appended = store
+        .update_execution(&ws, "exec_1", |record| {
+            let seq = record.next_seq;
+            let events = vec![
+                event(seq, "step.started", false),
+                event(seq + 1, "execution.completed", true),
+            ];
+            Ok::<_, ()>((ExecutionChanges { events, ..ExecutionChanges::default() }, seq))
+        })
+        .await;
+    assert_eq!(appended.unwrap(), Ok(11));
+
+    let seqs_from = |since: i64, page_size: u32| {
+        let store = &store;
+        let ws = &ws;
+        async move {
+            let page = store.get_events(ws, "exec_1", since, page_size).await.unwrap();
+            (page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), page.has_more)
+        }
+    };
+    assert_eq!(seqs_from(0, 3).await, (vec![1, 3, 5], true));
+    assert_eq!(seqs_from(5, 3).await, (vec![7, 9, 12], false));
+    assert_eq!(seqs_from(6, 2).await, (vec![7, 9], true));
+    assert_eq!(seqs_from(12, 100).await, (vec![], false));
+    assert_eq!(seqs_from(0, 0).await, (vec![1], true));
+
+    let last = store.get_events(&ws, "exec_1", 11, 10).await.unwrap().events.remove(0);
+    assert_eq!(
+        (last.event_type.as_str(), last.correlation_id.as_str()),
+        ("execution.completed", "corr_exec_1")
+    );
+    assert_eq!((last.step_id.as_deref(), last.timestamp_ms), (Some("step_12"), NOW_MS + 12));
+    assert_eq!(last.data, json!({"seq": 12, "kind": "execution.completed"}));
+    let first = store.get_events(&ws, "exec_1", 0, 1).await.unwrap().events.remove(0);
+    assert_eq!(first.step_id, None);
+
+    for (workspace, id) in [(&other, "exec_1"), (&ws, "exec_missing")] {
+        let missing = store.get_events(workspace, id, 0, 10).await;
+        assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    }
+}
+
+async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let mut write = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    write.changes.timers_set = vec![timer("sla", NOW_MS + 500)];
+    store.dispatch_execution(&ws, write, None).await.unwrap();
+    let before = store.get_execution(&ws, "exec_1").await.unwrap().unwrap();
+
+    // Everything a refused command would have written is dropped.
+    let refused = store
+        .update_execution(&ws, "exec_1", |record| {
+            record.status = ExecutionStatus::Running;
+            record.state = json!({"changed": true});
+            let events = vec![event(3, "execution.completed", true)];
+            let _changes = ExecutionChanges {
+                events,
+                timers_set: vec![timer("retry", NOW_MS + 1)],
+                timers_cleared: vec!["sla".into()],
+            };
+            Err::<(ExecutionChanges, ()), _>("refused".to_owned())
+        })
+        .await;
+    assert_eq!(refused.unwrap(), Err("refused".to_owned()));
+    assert_eq!(store.get_execution(&ws, "exec_1").await.unwrap().unwrap(), before);
+    assert_eq!(store.get_events(&ws, "exec_1", 0, 50).await.unwrap().events.len(), 1);
+    assert_eq!(store.next_timer_due_ms().await.unwrap(), Some(NOW_MS + 500));
+
+    let applied = store
+        .update_execution(&ws, "exec_1", |record| {
+            assert_eq!(record.next_seq, 3);
+            record.status = ExecutionStatus::Running;
+            record.updated_at_ms = NOW_MS + 7;
+            record.state = json!({"changed": true});
+            let changes = ExecutionChanges {
+                events: vec![
+                    event(3, "step.awaiting-approval", true),
+                    event(4, "step.started", false),
+                ],
+                timers_set: vec![timer("retry", NOW_MS + 100), timer("sla", NOW_MS + 900)],
+                timers_cleared: vec!["sla".into()],
+            };
+            Ok::<_, ()>((changes, "applied".to_owned()))
+        })
+        .await;
+    assert_eq!(applied.unwrap(), Ok("applied".to_owned()));
+    let after = store.get_execution(&ws, "exec_1").await.unwrap().unwrap();
+    assert_eq!(
+        (after.status, after.updated_at_ms, after.next_seq),
+        (ExecutionStatus::Running, NOW_MS + 7, 5)
+    );
+    assert_eq!((after.started_at_ms, &after.state), (NOW_MS, &json!({"changed": true})));
+    assert_eq!(store.get_events(&ws, "exec_1", 0, 50).await.unwrap().events.len(), 2);
+    let claimed = store.claim_due_timers(NOW_MS + 10_000, 1_000, 10).await.unwrap();
+    let claimed: Vec<_> = claimed.iter().map(|t| (t.timer_key.as_str(), t.due_at_ms)).collect();
+    assert_eq!(claimed, [("retry", NOW_MS + 100), ("sla", NOW_MS + 900)]);
+
+    let missing = store
+        .update_execution(&ws, "exec_missing", |_| Ok::<_, ()>((ExecutionChanges::default(), ())))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+}
+
+async fn timers_claimed_once_across_stores<B: Backend>(backend: B) {
+    const EXECUTIONS: i64 = 30;
+    const CLAIMERS: usize = 8;
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    for i in 0..=EXECUTIONS {
+        let mut write = execution(&ws, &format!("exec_{i}"), "d", &format!("k{i}"), NOW_MS);
+        // The last one is not due yet.
+        let due_at_ms = if i == EXECUTIONS { NOW_MS + 10_000 } else { NOW_MS + i };
+        write.changes.timers_set = vec![timer("sla", due_at_ms), timer("remind", due_at_ms)];
+        stores[0].dispatch_execution(&ws, write, None).await.unwrap();
+    }
+    assert_eq!(stores[1].next_timer_due_ms().await.unwrap(), Some(NOW_MS));
+
+    let mut claimers = Vec::new();
+    for c in 0..CLAIMERS {
+        let store = stores[c % 2].clone();
+        claimers.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            loop {
+                let batch = store.claim_due_timers(NOW_MS + 100, 60_000, 3).await.unwrap();
+                if batch.is_empty() {
+                    return claimed;
+                }
+                assert!(batch.windows(2).all(|w| w[0].due_at_ms <= w[1].due_at_ms));
+                claimed.extend(batch.into_iter().map(|t| (t.execution_id, t.timer_key)));
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    let unique: HashSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(unique.len(), claimed.len(), "a timer was claimed twice");
+    assert_eq!(claimed.len(), 2 * EXECUTIONS as usize);
+    assert!(!unique.iter().any(|(id, _)| id == &format!("exec_{EXECUTIONS}")));
+    assert_eq!(stores[0].next_timer_due_ms().await.unwrap(), Some(NOW_MS + 10_000));
+}
+
+async fn lease_expiry_makes_a_timer_claimable_again<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    assert_eq!(store.next_timer_due_ms().await.unwrap(), None);
+    let mut write = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    write.changes.timers_set = vec![timer("sla", NOW_MS + 10)];
+    store.dispatch_execution(&ws, write, None).await.unwrap();
+
+    assert_eq!(store.next_timer_due_ms().await.unwrap(), Some(NOW_MS + 10));
+    assert!(store.claim_due_timers(NOW_MS + 9, 1_000, 10).await.unwrap().is_empty());
+    let claimed = store.claim_due_timers(NOW_MS + 10, 1_000, 10).await.unwrap();
+    let expected = assent_store::ClaimedTimer {
+        workspace_id: ws.clone(),
+        execution_id: "exec_1".into(),
+        timer_key: "sla".into(),
+        due_at_ms: NOW_MS + 10,
+        payload: json!({"key": "sla"}),
+    };
+    assert_eq!(claimed, std::slice::from_ref(&expected));
+    assert!(store.claim_due_timers(NOW_MS + 500, 1_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_timer_due_ms().await.unwrap(), Some(NOW_MS + 1_010));
+
+    // The lease ran out before the timer's command cleared it: it fires again.
+    assert_eq!(store.claim_due_timers(NOW_MS + 1_010, 1_000, 10).await.unwrap(), [expected]);
+
+    let cleared = store
+        .update_execution(&ws, "exec_1", |_| {
+            let changes = ExecutionChanges {
+                timers_cleared: vec!["sla".into()],
+                ..ExecutionChanges::default()
+            };
+            Ok::<_, ()>((changes, ()))
+        })
+        .await;
+    cleared.unwrap().unwrap();
+    assert_eq!(store.next_timer_due_ms().await.unwrap(), None);
+    assert!(store.claim_due_timers(i64::MAX / 2, 1_000, 10).await.unwrap().is_empty());
+}
+
+async fn delete_and_dispatch_take_turns<B: Backend>(backend: B) {
+    const DISPATCHES: usize = 20;
+    enum Answer {
+        Dispatch(Result<DispatchOutcome, StoreError>),
+        Delete(Result<(), StoreError>),
+    }
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+
+    let mut racers = Vec::new();
+    for i in 0..DISPATCHES {
+        let (store, workspace) = (stores[i % 2].clone(), ws.clone());
+        racers.push(tokio::spawn(async move {
+            let write = execution(&workspace, &format!("exec_{i}"), "d", &format!("k{i}"), NOW_MS);
+            Answer::Dispatch(store.dispatch_execution(&workspace, write, None).await)
+        }));
+        if i == DISPATCHES / 2 {
+            let (store, workspace) = (stores[1].clone(), ws.clone());
+            racers.push(tokio::spawn(async move {
+                Answer::Delete(store.delete_definition(&workspace, "d", false, NOW_MS).await)
+            }));
+        }
+    }
+    let (mut created, mut refused, mut deleted) = (0, 0, None);
+    for racer in racers {
+        match racer.await.unwrap() {
+            Answer::Dispatch(Ok(DispatchOutcome::Created)) => created += 1,
+            Answer::Dispatch(Err(StoreError::DefinitionNotActive)) => refused += 1,
+            Answer::Delete(Ok(())) => deleted = Some(true),
+            Answer::Delete(Err(StoreError::InFlight)) => deleted = Some(false),
+            Answer::Dispatch(other) => panic!("unexpected dispatch answer {other:?}"),
+            Answer::Delete(other) => panic!("unexpected delete answer {other:?}"),
+        }
+    }
+    assert_eq!(created + refused, DISPATCHES);
+    let listed = stores[0].list_executions(&ws, None, None, 500, None).await.unwrap().items;
+    assert_eq!(listed.len(), created);
+    // A delete that won saw no execution and refused every later one; one that lost saw one.
+    match deleted {
+        Some(true) => assert_eq!(created, 0),
+        Some(false) => assert_eq!(refused, 0),
+        None => unreachable!("the delete answered"),
+    }
 }
 
 #[tokio::test]

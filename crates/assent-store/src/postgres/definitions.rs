@@ -222,29 +222,6 @@ pub(super) async fn delete_definition(
     Ok(())
 }
 
-/// Writes or rewrites an execution row; only tests use it until executions are stored.
-pub(super) async fn put_execution(
-    txn: &Transaction<'_>,
-    workspace_id: &str,
-    execution_id: &str,
-    definition_id: &str,
-    definition_version: i64,
-    status: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    execute(
-        txn,
-        "INSERT INTO executions (workspace_id, execution_id, definition_id, definition_version,
-                                 status, started_at_ms, updated_at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $6)
-         ON CONFLICT (workspace_id, execution_id)
-         DO UPDATE SET status = excluded.status, updated_at_ms = excluded.updated_at_ms",
-        &[&workspace_id, &execution_id, &definition_id, &definition_version, &status, &now_ms],
-    )
-    .await?;
-    Ok(())
-}
-
 /// The workspace's next write sequence number; `NotFound` if there is no such workspace.
 async fn next_write_seq(txn: &Transaction<'_>, workspace_id: &str) -> StoreResult<i64> {
     let row = query_opt(

@@ -7,12 +7,15 @@
 
 mod credentials;
 mod definitions;
+mod executions;
 mod migrations;
 
 use crate::credentials::SecretKind;
+use crate::executions::ExecutionCursor;
 use crate::{
-    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, Store,
-    StoreError, StoreResult, WorkspaceInfo,
+    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
@@ -126,29 +129,6 @@ impl PgStore {
         }
         txn.commit().await?;
         Ok(())
-    }
-
-    /// Writes an execution row directly. For tests of the in-flight rule, until the
-    /// execution API writes them.
-    #[doc(hidden)]
-    pub async fn put_execution_for_test(
-        &self,
-        workspace_id: &str,
-        execution_id: &str,
-        definition_id: &str,
-        definition_version: i64,
-        status: &str,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        in_transaction!(self, |txn| definitions::put_execution(
-            &txn,
-            workspace_id,
-            execution_id,
-            definition_id,
-            definition_version,
-            status,
-            now_ms
-        ))
     }
 }
 
@@ -298,5 +278,111 @@ impl Store for PgStore {
             purge,
             now_ms
         ))
+    }
+
+    async fn dispatch_execution(
+        &self,
+        workspace_id: &str,
+        write: ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<DispatchOutcome> {
+        in_transaction!(self, |txn| executions::dispatch_execution(
+            &txn,
+            workspace_id,
+            write,
+            idempotency_expires_at_ms
+        ))
+    }
+
+    async fn lookup_idempotency_key(
+        &self,
+        workspace_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        in_transaction!(self, |txn| executions::lookup_idempotency_key(
+            &txn,
+            workspace_id,
+            idempotency_key,
+            now_ms
+        ))
+    }
+
+    async fn get_execution(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<ExecutionRecord>> {
+        in_transaction!(self, |txn| executions::get_execution(&txn, workspace_id, execution_id))
+    }
+
+    async fn list_executions(
+        &self,
+        workspace_id: &str,
+        definition_id: Option<&str>,
+        status: Option<ExecutionStatus>,
+        page_size: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<ExecutionPage> {
+        let cursor = ExecutionCursor::from_request(cursor)?;
+        in_transaction!(self, |txn| executions::list_executions(
+            &txn,
+            workspace_id,
+            definition_id,
+            status,
+            page_size,
+            &cursor
+        ))
+    }
+
+    async fn get_events(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        since_seq: i64,
+        page_size: u32,
+    ) -> StoreResult<EventPage> {
+        in_transaction!(self, |txn| executions::get_events(
+            &txn,
+            workspace_id,
+            execution_id,
+            since_seq,
+            page_size
+        ))
+    }
+
+    async fn update_execution<T, E, F>(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        command: F,
+    ) -> StoreResult<Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E> + Send + 'static,
+    {
+        let mut client = self.pool.get().await?;
+        let txn = client.transaction().await?;
+        let outcome = executions::update_execution(&txn, workspace_id, execution_id, command);
+        let outcome = outcome.await?;
+        // A refused command writes nothing: dropping the transaction rolls it back.
+        if outcome.is_ok() {
+            txn.commit().await?;
+        }
+        Ok(outcome)
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedTimer>> {
+        in_transaction!(self, |txn| executions::claim_due_timers(&txn, now_ms, lease_ms, limit))
+    }
+
+    async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
+        in_transaction!(self, |txn| executions::next_timer_due_ms(&txn))
     }
 }

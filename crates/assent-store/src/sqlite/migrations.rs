@@ -3,10 +3,11 @@
 
 use crate::shared::Migration;
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "workspaces, credentials, definitions, executions",
-    sql: r#"
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "workspaces, credentials, definitions, executions",
+        sql: r#"
 CREATE TABLE workspaces (
     workspace_id   TEXT    NOT NULL PRIMARY KEY,
     name           TEXT    NOT NULL,
@@ -80,4 +81,60 @@ CREATE TABLE executions (
 CREATE INDEX executions_in_flight
     ON executions (workspace_id, definition_id) WHERE status IN ('pending', 'running');
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "executions in full, idempotency keys, events, timers",
+        sql: r#"
+ALTER TABLE executions ADD COLUMN correlation_id  TEXT    NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN idempotency_key TEXT    NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN next_seq        INTEGER  NOT NULL DEFAULT 1;
+-- The engine's state, opaque to the store.
+ALTER TABLE executions ADD COLUMN state           TEXT    NOT NULL DEFAULT '{}';
+CREATE INDEX executions_newest_first
+    ON executions (workspace_id, started_at_ms DESC, execution_id DESC);
+CREATE INDEX executions_by_definition
+    ON executions (workspace_id, definition_id, started_at_ms DESC, execution_id DESC);
+
+-- A key is kept as long as its execution unless it expires (keys made by triggers).
+CREATE TABLE idempotency_keys (
+    workspace_id    TEXT    NOT NULL REFERENCES workspaces (workspace_id),
+    idempotency_key TEXT    NOT NULL,
+    execution_id    TEXT    NOT NULL,
+    correlation_id  TEXT    NOT NULL,
+    expires_at_ms   INTEGER,
+    PRIMARY KEY (workspace_id, idempotency_key)
+);
+
+CREATE TABLE events (
+    workspace_id    TEXT    NOT NULL,
+    execution_id    TEXT    NOT NULL,
+    seq             INTEGER  NOT NULL,
+    event_type      TEXT    NOT NULL,
+    step_id         TEXT,
+    timestamp_ms    INTEGER  NOT NULL,
+    correlation_id  TEXT    NOT NULL,
+    data            TEXT    NOT NULL,
+    external        INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, execution_id, seq),
+    FOREIGN KEY (workspace_id, execution_id)
+        REFERENCES executions (workspace_id, execution_id) ON DELETE CASCADE
+);
+
+-- claimable_at_ms is due_at_ms, then the end of each claim's lease: one index serves
+-- both the claim and the next wake-up.
+CREATE TABLE timers (
+    workspace_id    TEXT    NOT NULL,
+    execution_id    TEXT    NOT NULL,
+    timer_key       TEXT    NOT NULL,
+    due_at_ms       INTEGER  NOT NULL,
+    claimable_at_ms INTEGER  NOT NULL,
+    payload         TEXT    NOT NULL,
+    PRIMARY KEY (workspace_id, execution_id, timer_key),
+    FOREIGN KEY (workspace_id, execution_id)
+        REFERENCES executions (workspace_id, execution_id) ON DELETE CASCADE
+);
+CREATE INDEX timers_by_claimable_at ON timers (claimable_at_ms);
+"#,
+    },
+];

@@ -6,13 +6,16 @@
 
 mod credentials;
 mod definitions;
+mod executions;
 mod migrations;
 mod writer;
 
 use crate::credentials::SecretKind;
+use crate::executions::ExecutionCursor;
 use crate::{
-    AuthOutcome, DefinitionPage, DefinitionRecord, NewCredentials, NewDefinition, Store,
-    StoreError, StoreResult, WorkspaceInfo,
+    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -110,34 +113,6 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Database(format!("SQLite read task: {e}")))?
-    }
-
-    /// Writes an execution row directly. For tests of the in-flight rule, until the
-    /// execution API writes them.
-    #[doc(hidden)]
-    pub async fn put_execution_for_test(
-        &self,
-        workspace_id: &str,
-        execution_id: &str,
-        definition_id: &str,
-        definition_version: i64,
-        status: &str,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
-        let (definition_id, status) = (definition_id.to_owned(), status.to_owned());
-        self.write(move |conn| {
-            definitions::put_execution(
-                conn,
-                &workspace_id,
-                &execution_id,
-                &definition_id,
-                definition_version,
-                &status,
-                now_ms,
-            )
-        })
-        .await
     }
 }
 
@@ -373,5 +348,109 @@ impl Store for SqliteStore {
             definitions::delete_definition(conn, &workspace_id, &definition_id, purge, now_ms)
         })
         .await
+    }
+
+    async fn dispatch_execution(
+        &self,
+        workspace_id: &str,
+        write: ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<DispatchOutcome> {
+        let workspace_id = workspace_id.to_owned();
+        self.write(move |conn| {
+            executions::dispatch_execution(conn, &workspace_id, write, idempotency_expires_at_ms)
+        })
+        .await
+    }
+
+    async fn lookup_idempotency_key(
+        &self,
+        workspace_id: &str,
+        idempotency_key: &str,
+        now_ms: i64,
+    ) -> StoreResult<Option<(String, String)>> {
+        let (workspace_id, key) = (workspace_id.to_owned(), idempotency_key.to_owned());
+        self.read(move |conn| executions::lookup_idempotency_key(conn, &workspace_id, &key, now_ms))
+            .await
+    }
+
+    async fn get_execution(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<ExecutionRecord>> {
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        self.read(move |conn| executions::get_execution(conn, &workspace_id, &execution_id)).await
+    }
+
+    async fn list_executions(
+        &self,
+        workspace_id: &str,
+        definition_id: Option<&str>,
+        status: Option<ExecutionStatus>,
+        page_size: u32,
+        cursor: Option<&str>,
+    ) -> StoreResult<ExecutionPage> {
+        let cursor = ExecutionCursor::from_request(cursor)?;
+        let workspace_id = workspace_id.to_owned();
+        let definition_id = definition_id.map(str::to_owned);
+        self.read(move |conn| {
+            let definition_id = definition_id.as_deref();
+            executions::list_executions(
+                conn,
+                &workspace_id,
+                definition_id,
+                status,
+                page_size,
+                &cursor,
+            )
+        })
+        .await
+    }
+
+    async fn get_events(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        since_seq: i64,
+        page_size: u32,
+    ) -> StoreResult<EventPage> {
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        self.read(move |conn| {
+            executions::get_events(conn, &workspace_id, &execution_id, since_seq, page_size)
+        })
+        .await
+    }
+
+    async fn update_execution<T, E, F>(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        command: F,
+    ) -> StoreResult<Result<T, E>>
+    where
+        T: Send + 'static,
+        E: Send + 'static,
+        F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E> + Send + 'static,
+    {
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        let work = move |conn: &rusqlite::Transaction<'_>| {
+            executions::update_execution(conn, &workspace_id, &execution_id, command)
+        };
+        let refused = |outcome: &Result<T, E>| outcome.is_err();
+        self.writer.write_unless(work, refused).await
+    }
+
+    async fn claim_due_timers(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedTimer>> {
+        self.write(move |conn| executions::claim_due_timers(conn, now_ms, lease_ms, limit)).await
+    }
+
+    async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.read(executions::next_timer_due_ms).await
     }
 }

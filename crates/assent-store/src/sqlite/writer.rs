@@ -50,10 +50,21 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
+        self.write_unless(work, |_| false).await
+    }
+
+    /// As [`Writer::write`], but also rolls `work` back when it succeeded with a value
+    /// `roll_back` refuses; that value is still the answer.
+    pub(super) async fn write_unless<T, F, R>(&self, work: F, roll_back: R) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
+        R: FnOnce(&T) -> bool + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |txn| {
             let result = work(txn);
-            let failed = result.is_err();
+            let failed = result.as_ref().map_or(true, roll_back);
             let answer = Box::new(move |commit_error: Option<&str>| {
                 let result = match commit_error {
                     Some(detail) if !failed => Err(StoreError::Database(detail.to_owned())),

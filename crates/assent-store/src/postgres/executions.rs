@@ -1,0 +1,449 @@
+//! Executions, their idempotency keys, events and timers in PostgreSQL. Mirrors
+//! `sqlite/executions.rs`.
+//!
+//! Races between processes: a dispatch locks its key's row if there is one, then holds its
+//! definition's row `FOR SHARE`, so a delete (which locks that row `FOR UPDATE` before its
+//! in-flight check) and a dispatch take turns. Two dispatches of a new key meet on the
+//! key's primary key: the loser's `ON CONFLICT DO NOTHING` waits for the winner to commit
+//! and then reads the winner's ids. A command locks its execution's row `FOR UPDATE`.
+//! Timers are claimed with `FOR UPDATE SKIP LOCKED`.
+
+use super::{execute, query, query_opt};
+use crate::executions::{next_seq_after, ExecutionCursor};
+use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
+use crate::{
+    ClaimedTimer, DefinitionStatus, DispatchOutcome, EventPage, EventRecord, ExecutionChanges,
+    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, StoreError, StoreResult,
+};
+use deadpool_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+/// The columns [`record_from_row`] reads, in its order.
+const RECORD_COLUMNS: &str = "workspace_id, execution_id, definition_id, definition_version, \
+     status, correlation_id, idempotency_key, started_at_ms, updated_at_ms, next_seq, state";
+
+pub(super) async fn dispatch_execution(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    write: ExecutionWrite,
+    idempotency_expires_at_ms: Option<i64>,
+) -> StoreResult<DispatchOutcome> {
+    let record = &write.record;
+    if let Some(replayed) = lock_live_key(txn, workspace_id, record).await? {
+        return Ok(replayed);
+    }
+    check_definition_active(txn, workspace_id, &record.definition_id).await?;
+
+    let inserted = execute(
+        txn,
+        "INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
+                                       correlation_id, expires_at_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (workspace_id, idempotency_key) DO NOTHING",
+        &[
+            &workspace_id,
+            &record.idempotency_key,
+            &record.execution_id,
+            &record.correlation_id,
+            &idempotency_expires_at_ms,
+        ],
+    )
+    .await?;
+    if inserted == 0 {
+        return replay_winner(txn, workspace_id, &record.idempotency_key).await;
+    }
+
+    insert_execution(txn, workspace_id, record, &write.changes).await?;
+    let owner = Owner {
+        workspace_id,
+        execution_id: &record.execution_id,
+        correlation_id: &record.correlation_id,
+    };
+    apply_changes(txn, &owner, &write.changes).await?;
+    Ok(DispatchOutcome::Created)
+}
+
+/// `Replayed` when the key is live. An expired key is removed (its row stays locked until
+/// commit, so racing dispatches of the same key then meet on the insert).
+async fn lock_live_key(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    record: &ExecutionRecord,
+) -> StoreResult<Option<DispatchOutcome>> {
+    let row = query_opt(
+        txn,
+        "SELECT execution_id, correlation_id, expires_at_ms FROM idempotency_keys
+          WHERE workspace_id = $1 AND idempotency_key = $2
+            FOR UPDATE",
+        &[&workspace_id, &record.idempotency_key],
+    )
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let expires_at_ms: Option<i64> = row.try_get(2)?;
+    let expired = expires_at_ms.is_some_and(|expires| expires <= record.started_at_ms);
+    if !expired {
+        let (execution_id, correlation_id) = (row.try_get(0)?, row.try_get(1)?);
+        return Ok(Some(DispatchOutcome::Replayed { execution_id, correlation_id }));
+    }
+    execute(
+        txn,
+        "DELETE FROM idempotency_keys WHERE workspace_id = $1 AND idempotency_key = $2",
+        &[&workspace_id, &record.idempotency_key],
+    )
+    .await?;
+    Ok(None)
+}
+
+/// The ids of the dispatch that inserted this key first and has committed.
+async fn replay_winner(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    idempotency_key: &str,
+) -> StoreResult<DispatchOutcome> {
+    let row = query_opt(
+        txn,
+        "SELECT execution_id, correlation_id FROM idempotency_keys
+          WHERE workspace_id = $1 AND idempotency_key = $2",
+        &[&workspace_id, &idempotency_key],
+    )
+    .await?;
+    let row = row.ok_or_else(|| {
+        StoreError::Database("an idempotency key conflicted, then vanished".into())
+    })?;
+    Ok(DispatchOutcome::Replayed { execution_id: row.try_get(0)?, correlation_id: row.try_get(1)? })
+}
+
+pub(super) async fn lookup_idempotency_key(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    idempotency_key: &str,
+    now_ms: i64,
+) -> StoreResult<Option<(String, String)>> {
+    let row = query_opt(
+        txn,
+        "SELECT execution_id, correlation_id FROM idempotency_keys
+          WHERE workspace_id = $1 AND idempotency_key = $2
+            AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
+        &[&workspace_id, &idempotency_key, &now_ms],
+    )
+    .await?;
+    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
+}
+
+/// Holds the definition's row `FOR SHARE` until commit. `NotFound` without a definition of
+/// this id, `DefinitionNotActive` for a tombstone.
+async fn check_definition_active(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    definition_id: &str,
+) -> StoreResult<()> {
+    let row = query_opt(
+        txn,
+        "SELECT status FROM definitions
+          WHERE workspace_id = $1 AND definition_id = $2
+            FOR SHARE",
+        &[&workspace_id, &definition_id],
+    )
+    .await?;
+    let Some(row) = row else { return Err(StoreError::NotFound) };
+    match DefinitionStatus::parse(row.try_get(0)?)? {
+        DefinitionStatus::Active => Ok(()),
+        DefinitionStatus::Tombstoned => Err(StoreError::DefinitionNotActive),
+    }
+}
+
+async fn insert_execution(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    record: &ExecutionRecord,
+    changes: &ExecutionChanges,
+) -> StoreResult<()> {
+    execute(
+        txn,
+        "INSERT INTO executions (workspace_id, execution_id, definition_id, definition_version,
+                                 status, correlation_id, idempotency_key, started_at_ms,
+                                 updated_at_ms, next_seq, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &workspace_id,
+            &record.execution_id,
+            &record.definition_id,
+            &record.definition_version,
+            &record.status.as_str(),
+            &record.correlation_id,
+            &record.idempotency_key,
+            &record.started_at_ms,
+            &record.updated_at_ms,
+            &next_seq_after(1, &changes.events),
+            &record.state,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn get_execution(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    execution_id: &str,
+) -> StoreResult<Option<ExecutionRecord>> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM executions WHERE workspace_id = $1 AND execution_id = $2"
+    );
+    let row = query_opt(txn, &sql, &[&workspace_id, &execution_id]).await?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+pub(super) async fn list_executions(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    definition_id: Option<&str>,
+    status: Option<ExecutionStatus>,
+    page_size: u32,
+    cursor: &ExecutionCursor,
+) -> StoreResult<ExecutionPage> {
+    let page_size = page_size_bounded(page_size);
+    let status = status.map(ExecutionStatus::as_str);
+    let mut filters = String::new();
+    let mut values: Vec<&(dyn ToSql + Sync)> = vec![&workspace_id, &cursor.started_at_ms];
+    values.push(&cursor.execution_id);
+    if let Some(definition_id) = &definition_id {
+        values.push(definition_id);
+        filters.push_str(&format!(" AND definition_id = ${}", values.len()));
+    }
+    if let Some(status) = &status {
+        values.push(status);
+        filters.push_str(&format!(" AND status = ${}", values.len()));
+    }
+    // One row past the page says whether another page follows.
+    let limit = page_size + 1;
+    values.push(&limit);
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM executions
+          WHERE workspace_id = $1 AND (started_at_ms, execution_id) < ($2, $3){filters}
+          ORDER BY started_at_ms DESC, execution_id DESC
+          LIMIT ${}",
+        values.len()
+    );
+    let rows = query(txn, &sql, &values).await?;
+    let mut items = rows.iter().map(record_from_row).collect::<StoreResult<Vec<_>>>()?;
+
+    let more_follow = items.len() as i64 > page_size;
+    items.truncate(page_size as usize);
+    let next_cursor = items.last().filter(|_| more_follow).map(ExecutionCursor::after);
+    Ok(ExecutionPage { items, next_cursor })
+}
+
+pub(super) async fn get_events(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    execution_id: &str,
+    since_seq: i64,
+    page_size: u32,
+) -> StoreResult<EventPage> {
+    let exists = query_opt(
+        txn,
+        "SELECT 1 FROM executions WHERE workspace_id = $1 AND execution_id = $2",
+        &[&workspace_id, &execution_id],
+    )
+    .await?;
+    if exists.is_none() {
+        return Err(StoreError::NotFound);
+    }
+
+    let page_size = page_size_bounded(page_size);
+    let rows = query(
+        txn,
+        "SELECT seq, event_type, step_id, timestamp_ms, correlation_id, data FROM events
+          WHERE workspace_id = $1 AND execution_id = $2 AND seq > $3 AND external
+          ORDER BY seq
+          LIMIT $4",
+        &[&workspace_id, &execution_id, &since_seq, &(page_size + 1)],
+    )
+    .await?;
+    let mut events = rows.iter().map(event_from_row).collect::<StoreResult<Vec<_>>>()?;
+    let has_more = events.len() as i64 > page_size;
+    events.truncate(page_size as usize);
+    Ok(EventPage { events, has_more })
+}
+
+/// Runs `command` on the execution, locked, and writes what it leaves. `Ok(Err(_))` when
+/// the command refused; the caller then rolls the transaction back.
+pub(super) async fn update_execution<T, E, F>(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    execution_id: &str,
+    command: F,
+) -> StoreResult<Result<T, E>>
+where
+    F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E>,
+{
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM executions
+          WHERE workspace_id = $1 AND execution_id = $2
+            FOR UPDATE"
+    );
+    let row = query_opt(txn, &sql, &[&workspace_id, &execution_id]).await?;
+    let mut record = record_from_row(&row.ok_or(StoreError::NotFound)?)?;
+    let stored_next_seq = record.next_seq;
+    let correlation_id = record.correlation_id.clone();
+    let (changes, answer) = match command(&mut record) {
+        Ok(done) => done,
+        Err(refused) => return Ok(Err(refused)),
+    };
+
+    execute(
+        txn,
+        "UPDATE executions SET status = $3, updated_at_ms = $4, next_seq = $5, state = $6
+          WHERE workspace_id = $1 AND execution_id = $2",
+        &[
+            &workspace_id,
+            &execution_id,
+            &record.status.as_str(),
+            &record.updated_at_ms,
+            &next_seq_after(stored_next_seq, &changes.events),
+            &record.state,
+        ],
+    )
+    .await?;
+    let owner = Owner { workspace_id, execution_id, correlation_id: &correlation_id };
+    apply_changes(txn, &owner, &changes).await?;
+    Ok(Ok(answer))
+}
+
+/// The execution that events and timers belong to.
+struct Owner<'a> {
+    workspace_id: &'a str,
+    execution_id: &'a str,
+    correlation_id: &'a str,
+}
+
+/// Appends the events and clears, then sets, the timers.
+async fn apply_changes(
+    txn: &Transaction<'_>,
+    owner: &Owner<'_>,
+    changes: &ExecutionChanges,
+) -> StoreResult<()> {
+    let ids = (&owner.workspace_id, &owner.execution_id);
+    for event in &changes.events {
+        execute(
+            txn,
+            "INSERT INTO events (workspace_id, execution_id, seq, event_type, step_id,
+                                 timestamp_ms, correlation_id, data, external)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            &[
+                ids.0,
+                ids.1,
+                &event.seq,
+                &event.event_type,
+                &event.step_id,
+                &event.timestamp_ms,
+                &owner.correlation_id,
+                &event.data,
+                &event.external,
+            ],
+        )
+        .await?;
+    }
+
+    for timer_key in &changes.timers_cleared {
+        execute(
+            txn,
+            "DELETE FROM timers
+              WHERE workspace_id = $1 AND execution_id = $2 AND timer_key = $3",
+            &[ids.0, ids.1, timer_key],
+        )
+        .await?;
+    }
+    for timer in &changes.timers_set {
+        execute(
+            txn,
+            "INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms,
+                                 claimable_at_ms, payload)
+             VALUES ($1, $2, $3, $4, $4, $5)
+             ON CONFLICT (workspace_id, execution_id, timer_key) DO UPDATE
+                SET due_at_ms = excluded.due_at_ms,
+                    claimable_at_ms = excluded.claimable_at_ms,
+                    payload = excluded.payload",
+            &[ids.0, ids.1, &timer.timer_key, &timer.due_at_ms, &timer.payload],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn claim_due_timers(
+    txn: &Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+) -> StoreResult<Vec<ClaimedTimer>> {
+    let limit = i64::from(limit.clamp(1, TIMER_CLAIM_MAX));
+    let lease_until_ms = now_ms.saturating_add(lease_ms.max(0));
+    // A timer another claim holds locked is skipped; one it has claimed and committed
+    // is no longer claimable once its row is re-read.
+    let rows = query(
+        txn,
+        "WITH due AS (
+             SELECT workspace_id, execution_id, timer_key FROM timers
+              WHERE claimable_at_ms <= $1
+              ORDER BY claimable_at_ms
+              LIMIT $3
+                FOR UPDATE SKIP LOCKED)
+         UPDATE timers t SET claimable_at_ms = $2
+           FROM due
+          WHERE t.workspace_id = due.workspace_id AND t.execution_id = due.execution_id
+            AND t.timer_key = due.timer_key
+         RETURNING t.workspace_id, t.execution_id, t.timer_key, t.due_at_ms, t.payload",
+        &[&now_ms, &lease_until_ms, &limit],
+    )
+    .await?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            Ok(ClaimedTimer {
+                workspace_id: row.try_get(0)?,
+                execution_id: row.try_get(1)?,
+                timer_key: row.try_get(2)?,
+                due_at_ms: row.try_get(3)?,
+                payload: row.try_get(4)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    claimed.sort_by_key(|timer| timer.due_at_ms);
+    Ok(claimed)
+}
+
+pub(super) async fn next_timer_due_ms(txn: &Transaction<'_>) -> StoreResult<Option<i64>> {
+    let row = query_opt(txn, "SELECT MIN(claimable_at_ms) FROM timers", &[]).await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
+}
+
+/// A record from a row of [`RECORD_COLUMNS`].
+fn record_from_row(row: &Row) -> StoreResult<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        workspace_id: row.try_get(0)?,
+        execution_id: row.try_get(1)?,
+        definition_id: row.try_get(2)?,
+        definition_version: row.try_get(3)?,
+        status: ExecutionStatus::parse(row.try_get(4)?)?,
+        correlation_id: row.try_get(5)?,
+        idempotency_key: row.try_get(6)?,
+        started_at_ms: row.try_get(7)?,
+        updated_at_ms: row.try_get(8)?,
+        next_seq: row.try_get(9)?,
+        state: row.try_get(10)?,
+    })
+}
+
+fn event_from_row(row: &Row) -> StoreResult<EventRecord> {
+    Ok(EventRecord {
+        seq: row.try_get(0)?,
+        event_type: row.try_get(1)?,
+        step_id: row.try_get(2)?,
+        timestamp_ms: row.try_get(3)?,
+        correlation_id: row.try_get(4)?,
+        data: row.try_get(5)?,
+    })
+}
