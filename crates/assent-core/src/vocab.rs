@@ -5,7 +5,7 @@
 macro_rules! wire_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident = $wire:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         pub enum $name {
             $(#[serde(rename = $wire)] $variant),+
         }
@@ -57,6 +57,10 @@ wire_enum! {
 }
 
 impl ExecutionStatus {
+    pub fn from_name(name: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL.iter().find(|(_, wire)| *wire == name).map(|(s, _)| *s)
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
     }

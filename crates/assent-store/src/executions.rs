@@ -4,44 +4,12 @@
 use crate::{StoreError, StoreResult};
 use serde_json::Value;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExecutionStatus {
-    Pending,
-    Running,
-    Completed,
-    Failed,
-    Cancelled,
-}
+pub use assent_core::vocab::ExecutionStatus;
 
-impl ExecutionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionStatus::Pending => "pending",
-            ExecutionStatus::Running => "running",
-            ExecutionStatus::Completed => "completed",
-            ExecutionStatus::Failed => "failed",
-            ExecutionStatus::Cancelled => "cancelled",
-        }
-    }
-
-    /// The status a name denotes, as the API and the database spell it.
-    pub fn from_name(name: &str) -> Option<ExecutionStatus> {
-        [
-            ExecutionStatus::Pending,
-            ExecutionStatus::Running,
-            ExecutionStatus::Completed,
-            ExecutionStatus::Failed,
-            ExecutionStatus::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == name)
-    }
-
-    /// The status as stored; anything else in the column is a database error.
-    pub(crate) fn parse(stored: &str) -> StoreResult<ExecutionStatus> {
-        ExecutionStatus::from_name(stored)
-            .ok_or_else(|| StoreError::Database(format!("unknown execution status {stored:?}")))
-    }
+/// The status as stored; anything else in the column is a database error.
+pub(crate) fn parse_status(stored: &str) -> StoreResult<ExecutionStatus> {
+    ExecutionStatus::from_name(stored)
+        .ok_or_else(|| StoreError::Database(format!("unknown execution status {stored:?}")))
 }
 
 /// An execution as stored. The store reads only the columns; `state` is the engine's.

@@ -9,7 +9,7 @@
 //! Timers are claimed with `FOR UPDATE SKIP LOCKED`.
 
 use super::{execute, query, query_opt};
-use crate::executions::{next_seq_after, ExecutionCursor};
+use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionStatus, DispatchOutcome, EventPage, EventRecord, ExecutionChanges,
@@ -427,7 +427,7 @@ fn record_from_row(row: &Row) -> StoreResult<ExecutionRecord> {
         execution_id: row.try_get(1)?,
         definition_id: row.try_get(2)?,
         definition_version: row.try_get(3)?,
-        status: ExecutionStatus::parse(row.try_get(4)?)?,
+        status: executions::parse_status(row.try_get(4)?)?,
         correlation_id: row.try_get(5)?,
         idempotency_key: row.try_get(6)?,
         started_at_ms: row.try_get(7)?,

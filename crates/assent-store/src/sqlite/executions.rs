@@ -2,7 +2,7 @@
 //! `postgres/executions.rs`. Every write runs on the writer thread, which serialises them:
 //! a dispatch that finds no key cannot be overtaken by another before it inserts its own.
 
-use crate::executions::{next_seq_after, ExecutionCursor};
+use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionStatus, DispatchOutcome, EventPage, EventRecord, ExecutionChanges,
@@ -362,7 +362,7 @@ fn record_from_row(row: &Row<'_>) -> StoreResult<ExecutionRecord> {
         execution_id: row.get(1)?,
         definition_id: row.get(2)?,
         definition_version: row.get(3)?,
-        status: ExecutionStatus::parse(&status)?,
+        status: executions::parse_status(&status)?,
         correlation_id: row.get(5)?,
         idempotency_key: row.get(6)?,
         started_at_ms: row.get(7)?,
