@@ -118,6 +118,14 @@ impl Store for AnyStore {
         delegate!(self.get_definition(workspace_id, definition_id))
     }
 
+    async fn definition_status(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<crate::DefinitionStatus>> {
+        delegate!(self.definition_status(workspace_id, definition_id))
+    }
+
     async fn get_definition_version(
         &self,
         workspace_id: &str,

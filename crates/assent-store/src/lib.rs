@@ -183,6 +183,13 @@ pub trait Store: Send + Sync + 'static {
         definition_id: &str,
     ) -> impl Future<Output = StoreResult<Option<DefinitionRecord>>> + Send;
 
+    /// Whether a definition with this id is active, tombstoned, or absent.
+    fn definition_status(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<DefinitionStatus>>> + Send;
+
     /// A version of the current lineage of an active definition.
     fn get_definition_version(
         &self,

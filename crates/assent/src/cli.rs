@@ -53,6 +53,10 @@ pub struct ServeArgs {
     /// Do not create a first workspace when the store has none.
     #[arg(long)]
     pub no_bootstrap: bool,
+
+    /// Base URL of the agent runner that agent nodes call (`http://host:port`).
+    #[arg(long, env = "ASSENT_AGENT_RUNNER_URL")]
+    pub agent_runner_url: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -106,6 +110,7 @@ impl Cli {
             database_url: self.database_url(),
             data_dir: self.data_dir.clone(),
             bootstrap: !args.no_bootstrap,
+            agent_runner_url: args.agent_runner_url.clone(),
         }
     }
 }

@@ -5,5 +5,6 @@
 pub mod bootstrap;
 pub mod cli;
 pub mod clock;
+pub mod engine;
 pub mod http;
 pub mod serve;

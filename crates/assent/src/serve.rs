@@ -1,6 +1,7 @@
 //! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
 
 use crate::clock::{Clock, SystemClock};
+use crate::engine::{run_timers, AgentRunner};
 use crate::http::{router, AppState};
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
@@ -15,6 +16,7 @@ pub struct ServeConfig {
     pub database_url: String,
     pub data_dir: PathBuf,
     pub bootstrap: bool,
+    pub agent_runner_url: Option<String>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -26,11 +28,9 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
-    let state = AppState {
-        store: Arc::new(store),
-        clock,
-        address_policy: Arc::new(AddressPolicy::default()),
-    };
+    let agent_runner = config.agent_runner_url.as_deref().map(AgentRunner::new);
+    let policy = Arc::new(AddressPolicy::default());
+    let state = AppState::new(Arc::new(store), clock, policy, agent_runner);
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
     serve(listener, state, shutdown).await?;
     tracing::info!("assent stopped");
@@ -44,8 +44,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let timers = tokio::spawn(run_timers(state.engine.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    // A timer cut short here is claimed again once its lease runs out.
+    timers.abort();
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM. The handlers are installed before this returns, so a

@@ -13,6 +13,7 @@ mod loops;
 mod rollup;
 mod state;
 pub mod step_ids;
+mod view;
 
 #[cfg(test)]
 mod tests;
@@ -25,6 +26,7 @@ pub use state::{
     AgentRun, ErrorInfo, ExecutionState, ExecutionStatus, GroupState, LoopAttempt, LoopState,
     ReviewerDecision, StepState, StepStatus,
 };
+pub use view::execution_view;
 
 use crate::compile::Compiled;
 use crate::model::{DefinitionSpec, Node};

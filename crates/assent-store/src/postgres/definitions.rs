@@ -244,6 +244,17 @@ async fn status_of(
     Ok(found.map(|(status, _)| status))
 }
 
+/// The definition's status without locking its row.
+pub(super) async fn peek_status(
+    txn: &Transaction<'_>,
+    workspace_id: &str,
+    definition_id: &str,
+) -> StoreResult<Option<DefinitionStatus>> {
+    let sql = "SELECT status FROM definitions WHERE workspace_id = $1 AND definition_id = $2";
+    let row = query_opt(txn, sql, &[&workspace_id, &definition_id]).await?;
+    row.map(|row| DefinitionStatus::parse(row.try_get(0)?)).transpose()
+}
+
 /// Locks the definition's row, if there is one, until the transaction ends.
 async fn status_and_version(
     txn: &Transaction<'_>,

@@ -236,6 +236,14 @@ impl Store for PgStore {
         in_transaction!(self, |txn| definitions::get_definition(&txn, workspace_id, definition_id))
     }
 
+    async fn definition_status(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<crate::DefinitionStatus>> {
+        in_transaction!(self, |txn| definitions::peek_status(&txn, workspace_id, definition_id))
+    }
+
     async fn get_definition_version(
         &self,
         workspace_id: &str,

@@ -213,7 +213,7 @@ fn next_write_seq(conn: &Connection, workspace_id: &str) -> StoreResult<i64> {
     .ok_or(StoreError::NotFound)
 }
 
-fn status_of(
+pub(super) fn status_of(
     conn: &Connection,
     workspace_id: &str,
     definition_id: &str,

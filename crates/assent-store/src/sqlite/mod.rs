@@ -312,6 +312,15 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn definition_status(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> StoreResult<Option<crate::DefinitionStatus>> {
+        let (workspace_id, definition_id) = (workspace_id.to_owned(), definition_id.to_owned());
+        self.read(move |conn| definitions::status_of(conn, &workspace_id, &definition_id)).await
+    }
+
     async fn get_definition_version(
         &self,
         workspace_id: &str,

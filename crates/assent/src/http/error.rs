@@ -1,6 +1,8 @@
 //! API errors: the status vocabulary, its HTTP mapping, and the one place where store and
 //! validation failures become messages for clients.
 
+use crate::engine::RunError;
+use assent_core::engine::{ErrorStatus, ResolveAction};
 use assent_core::issue::Issue;
 use assent_core::validate::Invalid;
 use assent_store::StoreError;
@@ -114,6 +116,60 @@ impl ApiError {
             ),
             other => ApiError::internal(other),
         }
+    }
+}
+
+impl ApiError {
+    /// A store failure outside the definitions endpoints.
+    pub fn from_store(err: StoreError) -> ApiError {
+        match err {
+            StoreError::InvalidCursor => ApiError::invalid(
+                "cursor is not one this server handed out; pass nextCursor back unchanged",
+            ),
+            StoreError::NotFound => ApiError::new(Code::NotFound, "Not found"),
+            other => ApiError::internal(other),
+        }
+    }
+
+    /// Rewords a NOT_FOUND for the thing that was not found.
+    pub fn or_not_found(self, message: &str) -> ApiError {
+        if self.code == Code::NotFound {
+            return ApiError::new(Code::NotFound, message);
+        }
+        self
+    }
+
+    /// `steps/resolve` answers an unknown execution or step of a `force-*` action with
+    /// FAILED_PRECONDITION and a fixed message; `reviewer-*` actions keep NOT_FOUND.
+    pub fn for_resolve(self, action: ResolveAction) -> ApiError {
+        if self.code == Code::NotFound && !action.is_reviewer() {
+            return ApiError::new(
+                Code::FailedPrecondition,
+                "resolveStep not applied: step-not-found",
+            );
+        }
+        self
+    }
+}
+
+impl From<RunError> for ApiError {
+    fn from(err: RunError) -> ApiError {
+        match err {
+            RunError::Command(e) => ApiError::new(command_code(e.status), e.message),
+            RunError::NotFound(message) => ApiError::new(Code::NotFound, message),
+            RunError::Precondition(message) => ApiError::new(Code::FailedPrecondition, message),
+            RunError::Store(e) => ApiError::from_store(e),
+            RunError::Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
+fn command_code(status: ErrorStatus) -> Code {
+    match status {
+        ErrorStatus::InvalidArgument => Code::InvalidArgument,
+        ErrorStatus::NotFound => Code::NotFound,
+        ErrorStatus::FailedPrecondition => Code::FailedPrecondition,
+        ErrorStatus::PermissionDenied => Code::PermissionDenied,
     }
 }
 

@@ -4,9 +4,12 @@ mod auth;
 mod definitions;
 mod envelope;
 mod error;
+mod executions;
 mod health;
+mod steps;
 
 use crate::clock::Clock;
+use crate::engine::{AgentRunner, Engine};
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
 use axum::extract::Request;
@@ -26,6 +29,21 @@ pub struct AppState {
     pub store: Arc<AnyStore>,
     pub clock: Arc<dyn Clock>,
     pub address_policy: Arc<AddressPolicy>,
+    pub engine: Arc<Engine>,
+}
+
+impl AppState {
+    /// The state of a server over `store`, with its engine.
+    pub fn new(
+        store: Arc<AnyStore>,
+        clock: Arc<dyn Clock>,
+        address_policy: Arc<AddressPolicy>,
+        agent_runner: Option<AgentRunner>,
+    ) -> AppState {
+        let engine =
+            Engine::new(store.clone(), clock.clone(), address_policy.clone(), agent_runner);
+        AppState { store, clock, address_policy, engine: Arc::new(engine) }
+    }
 }
 
 /// Every enveloped endpoint, answered under both `/v1/workflow` and `/v2/workflow`.
@@ -38,6 +56,15 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/definitions/delete", post(definitions::delete)),
         ("/definitions/validate", post(definitions::validate)),
         ("/definitions/getVersion", post(definitions::get_version)),
+        ("/executions/dispatch", post(executions::dispatch)),
+        ("/executions/get", post(executions::get)),
+        ("/executions/list", post(executions::list)),
+        ("/executions/cancel", post(executions::cancel)),
+        ("/executions/getEvents", post(executions::get_events)),
+        ("/steps/recordReviewerDecision", post(steps::record_reviewer_decision)),
+        ("/steps/recordAgentResolution", post(steps::record_agent_resolution)),
+        ("/steps/cancel", post(steps::cancel)),
+        ("/steps/resolve", post(steps::resolve)),
     ]
 }
 

@@ -52,11 +52,8 @@ pub async fn spawn_app() -> TestApp {
     let store = Arc::new(AnyStore::open(&url).await.expect("store opens"));
     let clock = Arc::new(ManualClock::new(T0_MS));
     let creds = store.create_workspace("test", T0_MS).await.expect("workspace");
-    let state = AppState {
-        store: store.clone(),
-        clock: clock.clone(),
-        address_policy: Arc::new(AddressPolicy::default()),
-    };
+    let state =
+        AppState::new(store.clone(), clock.clone(), Arc::new(AddressPolicy::default()), None);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();

@@ -1,0 +1,351 @@
+//! The engine's shell: it loads definitions, generates ids, runs the core's state machine
+//! inside store transactions, and performs the work and timers the core asks for.
+
+mod definitions;
+mod timers;
+mod work;
+
+pub use timers::run_timers;
+pub use work::AgentRunner;
+
+use crate::clock::Clock;
+use assent_core::address::AddressPolicy;
+use assent_core::engine::{self, Command, CommandError, DispatchParams, Effects, ExecutionState};
+use assent_core::ids;
+use assent_core::model::{NodeConfig, WebhookAuthMode, WebhookMode};
+use assent_core::schema::executions::DispatchRequest;
+use assent_store::{
+    AnyStore, DefinitionStatus, DispatchOutcome, ExecutionChanges, ExecutionRecord, ExecutionWrite,
+    NewEvent, Store, StoreError, TimerSet,
+};
+use definitions::{DefinitionCache, Runnable};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Why a dispatch or a command did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Command(CommandError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The answer to a dispatch.
+pub struct Dispatched {
+    pub execution_id: String,
+    pub correlation_id: String,
+    pub deduplicated: bool,
+}
+
+pub struct Engine {
+    pub store: Arc<AnyStore>,
+    pub clock: Arc<dyn Clock>,
+    policy: Arc<AddressPolicy>,
+    definitions: DefinitionCache,
+    /// Woken whenever new timers or work may be due, so the timer loop need not poll.
+    wake: Notify,
+    agent_runner: Option<AgentRunner>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Arc<AnyStore>,
+        clock: Arc<dyn Clock>,
+        policy: Arc<AddressPolicy>,
+        agent_runner: Option<AgentRunner>,
+    ) -> Engine {
+        Engine {
+            store,
+            clock,
+            policy,
+            definitions: DefinitionCache::default(),
+            wake: Notify::new(),
+            agent_runner,
+        }
+    }
+
+    /// Tells the timer loop to look again (time moved, or new timers were written).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Starts an execution, or answers a replay of an idempotency key with the original.
+    pub async fn dispatch(
+        &self,
+        workspace_id: &str,
+        req: DispatchRequest,
+    ) -> Result<Dispatched, RunError> {
+        let now_ms = self.clock.now_ms();
+        if let Some(key) = &req.idempotency_key {
+            if let Some(original) =
+                self.store.lookup_idempotency_key(workspace_id, key, now_ms).await?
+            {
+                return Ok(replayed(original));
+            }
+        }
+        let runnable = self.active_definition(workspace_id, &req.definition_id).await?;
+        check_webhook_secrets(&runnable, req.webhook.is_some())?;
+        let execution_id = ids::execution_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN));
+        let params = DispatchParams {
+            correlation_id: req
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| ids::correlation_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN))),
+            idempotency_key: req
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(|| ids::auto_idempotency_key(&execution_id)),
+            execution_id,
+            definition_version: runnable.version as u32,
+            trigger_context: Value::Object(req.trigger_context.clone()),
+            organization_id: req.organization_id.clone(),
+            document_id: req.document_id.clone(),
+        };
+        let (state, effects) = engine::dispatch(
+            &runnable.spec,
+            &runnable.compiled,
+            params,
+            now_ms as u64,
+            &random_suffix(6),
+        )
+        .map_err(RunError::Command)?;
+        let record = new_record(workspace_id, &state, now_ms)?;
+        let write = ExecutionWrite { record, changes: changes_from(&effects, &state, now_ms) };
+        let outcome = self.store.dispatch_execution(workspace_id, write, None).await;
+        match outcome.map_err(|e| definition_error(e, &req.definition_id))? {
+            DispatchOutcome::Created => {
+                self.wake();
+                Ok(Dispatched {
+                    execution_id: state.execution_id,
+                    correlation_id: state.correlation_id,
+                    deduplicated: false,
+                })
+            }
+            DispatchOutcome::Replayed { execution_id, correlation_id } => {
+                Ok(replayed((execution_id, correlation_id)))
+            }
+        }
+    }
+
+    /// The execution as its state document holds it.
+    pub async fn execution(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> Result<ExecutionState, RunError> {
+        let record = self.store.get_execution(workspace_id, execution_id).await?;
+        let record = record.ok_or_else(|| execution_not_found(execution_id))?;
+        state_of(&record)
+    }
+
+    /// Applies one command to an execution, in one transaction with everything it causes;
+    /// returns the command's result.
+    pub async fn apply(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        command: Command,
+    ) -> Result<Value, RunError> {
+        let runnable = self.pinned_definition(workspace_id, execution_id).await?;
+        let now_ms = self.clock.now_ms();
+        let outcome = self
+            .store
+            .update_execution(workspace_id, execution_id, move |record| {
+                let (changes, result) = apply_to_record(&runnable, record, command, now_ms, None)?;
+                Ok::<_, RunError>((changes, result))
+            })
+            .await;
+        let result = flatten(outcome, execution_id)?;
+        self.wake();
+        Ok(result)
+    }
+
+    async fn active_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+    ) -> Result<Arc<Runnable>, RunError> {
+        let Some(record) = self.store.get_definition(workspace_id, definition_id).await? else {
+            let status = self.store.definition_status(workspace_id, definition_id).await?;
+            return Err(match status {
+                Some(DefinitionStatus::Tombstoned) => tombstoned(definition_id),
+                _ => RunError::NotFound(format!("Definition {definition_id} not found")),
+            });
+        };
+        self.definitions.runnable(workspace_id, &record, &self.policy)
+    }
+
+    /// The definition version an execution was dispatched with.
+    async fn pinned_definition(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> Result<Arc<Runnable>, RunError> {
+        let record = self.store.get_execution(workspace_id, execution_id).await?;
+        let record = record.ok_or_else(|| execution_not_found(execution_id))?;
+        let version = self
+            .store
+            .get_definition_version(workspace_id, &record.definition_id, record.definition_version)
+            .await?;
+        let version = version.ok_or_else(|| {
+            RunError::Precondition(format!(
+                "Definition {} version {} is no longer stored",
+                record.definition_id, record.definition_version
+            ))
+        })?;
+        self.definitions.runnable(workspace_id, &version, &self.policy)
+    }
+}
+
+/// Runs `command` against the state document in `record`, writing the new state back and
+/// returning what to commit with it. `clear_timer` is the timer that delivered the command,
+/// removed even when the command no longer applies.
+fn apply_to_record(
+    runnable: &Runnable,
+    record: &mut ExecutionRecord,
+    command: Command,
+    now_ms: i64,
+    clear_timer: Option<&str>,
+) -> Result<(ExecutionChanges, Value), RunError> {
+    let mut state = state_of(record)?;
+    let applied =
+        engine::apply(&runnable.spec, &runnable.compiled, &mut state, command, now_ms as u64);
+    let effects = match (applied, clear_timer) {
+        (Ok(effects), _) => effects,
+        (Err(_), Some(key)) => {
+            let changes =
+                ExecutionChanges { timers_cleared: vec![key.to_owned()], ..Default::default() };
+            return Ok((changes, Value::Null));
+        }
+        (Err(e), None) => return Err(RunError::Command(e)),
+    };
+    let mut changes = changes_from(&effects, &state, now_ms);
+    if let Some(key) = clear_timer {
+        changes.timers_cleared.push(key.to_owned());
+    }
+    record.status = state.status;
+    record.updated_at_ms = now_ms;
+    record.state = serde_json::to_value(&state).map_err(|e| RunError::Internal(e.to_string()))?;
+    Ok((changes, effects.result))
+}
+
+fn state_of(record: &ExecutionRecord) -> Result<ExecutionState, RunError> {
+    serde_json::from_value(record.state.clone()).map_err(|e| {
+        RunError::Internal(format!("execution {} state unreadable: {e}", record.execution_id))
+    })
+}
+
+fn new_record(
+    workspace_id: &str,
+    state: &ExecutionState,
+    now_ms: i64,
+) -> Result<ExecutionRecord, RunError> {
+    Ok(ExecutionRecord {
+        workspace_id: workspace_id.to_owned(),
+        execution_id: state.execution_id.clone(),
+        definition_id: state.definition_id.clone(),
+        definition_version: i64::from(state.definition_version),
+        status: state.status,
+        correlation_id: state.correlation_id.clone(),
+        idempotency_key: state.idempotency_key.clone(),
+        started_at_ms: now_ms,
+        updated_at_ms: now_ms,
+        next_seq: state.next_seq as i64,
+        state: serde_json::to_value(state).map_err(|e| RunError::Internal(e.to_string()))?,
+    })
+}
+
+/// The store's form of a command's effects. Work for the shell is kept as a timer due now,
+/// so that it survives a crash between the commit and the work.
+fn changes_from(effects: &Effects, state: &ExecutionState, now_ms: i64) -> ExecutionChanges {
+    let events = effects
+        .events
+        .iter()
+        .map(|e| NewEvent {
+            seq: e.seq as i64,
+            event_type: e.event_type.clone(),
+            step_id: e.step_id.clone(),
+            timestamp_ms: e.timestamp as i64,
+            data: e.data.clone(),
+            external: e.external,
+        })
+        .collect();
+    let mut timers_set: Vec<TimerSet> = effects
+        .timers_set
+        .iter()
+        .map(|t| TimerSet {
+            timer_key: t.key.clone(),
+            due_at_ms: t.due_at_ms as i64,
+            payload: json!({ "kind": t.kind, "stepId": t.step_id }),
+        })
+        .collect();
+    timers_set.extend(effects.work.iter().map(|item| work::as_timer(item, now_ms)));
+    debug_assert!(state.next_seq as usize >= effects.events.len());
+    ExecutionChanges { events, timers_set, timers_cleared: effects.timers_cleared.clone() }
+}
+
+/// DECISIONS §8: an hmac or async webhook node needs a secret, from the dispatch or from the
+/// definition's `webhookConfig`.
+fn check_webhook_secrets(runnable: &Runnable, dispatch_has_secret: bool) -> Result<(), RunError> {
+    if dispatch_has_secret || runnable.spec.webhook_config.is_some() {
+        return Ok(());
+    }
+    for node in &runnable.spec.nodes {
+        let NodeConfig::Webhook(config) = &node.config else { continue };
+        let needs_secret =
+            config.auth_mode == WebhookAuthMode::Hmac || config.mode == WebhookMode::Async;
+        if needs_secret {
+            return Err(RunError::Precondition(format!(
+                "webhook node {} needs a secret: give webhookSecret with webhookUrl, or a webhookConfig on the definition",
+                node.node_id
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn flatten(
+    outcome: Result<Result<Value, RunError>, StoreError>,
+    execution_id: &str,
+) -> Result<Value, RunError> {
+    match outcome {
+        Ok(result) => result,
+        Err(StoreError::NotFound) => Err(execution_not_found(execution_id)),
+        Err(e) => Err(RunError::Store(e)),
+    }
+}
+
+fn definition_error(err: StoreError, definition_id: &str) -> RunError {
+    match err {
+        StoreError::DefinitionNotActive => tombstoned(definition_id),
+        StoreError::NotFound => RunError::NotFound(format!("Definition {definition_id} not found")),
+        other => RunError::Store(other),
+    }
+}
+
+fn tombstoned(definition_id: &str) -> RunError {
+    RunError::Precondition(format!("Definition {definition_id} is deleted"))
+}
+
+fn execution_not_found(execution_id: &str) -> RunError {
+    RunError::NotFound(format!("Execution {execution_id} not found"))
+}
+
+fn replayed((execution_id, correlation_id): (String, String)) -> Dispatched {
+    Dispatched { execution_id, correlation_id, deduplicated: true }
+}
+
+/// `len` characters of `[a-z0-9]` from the operating system's random source.
+fn random_suffix(len: usize) -> String {
+    let mut bytes = vec![0u8; ids::random_bytes_for(len)];
+    getrandom::fill(&mut bytes).expect("the operating system's random source is available");
+    ids::random_suffix_from(&bytes, len)
+}

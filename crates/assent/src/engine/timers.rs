@@ -1,0 +1,111 @@
+//! The timer loop: claims due timers from the store (deadlines, retries, polls, and work
+//! kept as timers) and turns each into a command. Only the next due time is held in
+//! memory; a million parked executions cost nothing here.
+
+use super::work::{self, WORK_TIMER_PREFIX};
+use super::{apply_to_record, flatten, Engine, RunError};
+use assent_core::engine::{Command, TimerKind, WorkItem};
+use assent_store::{ClaimedTimer, Store};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// How long a claimed timer is ours before another process may take it over.
+const LEASE_MS: i64 = 60_000;
+/// Timers claimed in one go.
+const CLAIM_BATCH: u32 = 128;
+/// Timers handled at once.
+const HANDLING_MAX: usize = 64;
+/// The longest the loop sleeps without looking: it covers timers written by other
+/// processes and clocks that jump.
+const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// Back-off after the store failed.
+const STORE_RETRY_WAIT: Duration = Duration::from_millis(500);
+
+/// Runs until the task is dropped.
+pub async fn run_timers(engine: Arc<Engine>) {
+    let handling = Arc::new(Semaphore::new(HANDLING_MAX));
+    loop {
+        let now_ms = engine.clock.now_ms();
+        let claimed = match engine.store.claim_due_timers(now_ms, LEASE_MS, CLAIM_BATCH).await {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                tracing::error!("claiming due timers failed: {e}");
+                tokio::time::sleep(STORE_RETRY_WAIT).await;
+                continue;
+            }
+        };
+        let batch_was_full = claimed.len() == CLAIM_BATCH as usize;
+        for timer in claimed {
+            let Ok(permit) = handling.clone().acquire_owned().await else { return };
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                handle(&engine, timer).await;
+                drop(permit);
+            });
+        }
+        if !batch_was_full {
+            wait_for_next(&engine).await;
+        }
+    }
+}
+
+async fn wait_for_next(engine: &Engine) {
+    let next_due_ms = engine.store.next_timer_due_ms().await.unwrap_or(None);
+    let wait = match next_due_ms {
+        Some(due_ms) => {
+            let ahead_ms = (due_ms - engine.clock.now_ms()).max(0) as u64;
+            Duration::from_millis(ahead_ms).min(IDLE_WAIT_MAX)
+        }
+        None => IDLE_WAIT_MAX,
+    };
+    if !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, engine.wake.notified()).await;
+    }
+}
+
+async fn handle(engine: &Engine, timer: ClaimedTimer) {
+    let span = tracing::info_span!(
+        "timer",
+        workspace_id = %timer.workspace_id,
+        execution_id = %timer.execution_id,
+        timer = %timer.timer_key
+    );
+    let _entered = span.enter();
+    if let Err(e) = fire(engine, &timer).await {
+        tracing::warn!("timer not applied, it will fire again after its lease: {e}");
+    }
+}
+
+async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
+    let (ws, execution_id) = (timer.workspace_id.as_str(), timer.execution_id.as_str());
+    let runnable = engine.pinned_definition(ws, execution_id).await?;
+    let command = if timer.timer_key.starts_with(WORK_TIMER_PREFIX) {
+        let item: WorkItem = serde_json::from_value(timer.payload.clone())
+            .map_err(|e| RunError::Internal(format!("unreadable work: {e}")))?;
+        let outcome = work::perform(&item, engine.agent_runner.as_ref(), &runnable.spec).await;
+        let step_id = work::step_of(&item).to_owned();
+        Command::WorkDone { step_id, attempt: work::attempt_of(&item), outcome }
+    } else {
+        deadline_command(&timer.payload)?
+    };
+    let now_ms = engine.clock.now_ms();
+    let key = timer.timer_key.clone();
+    let outcome = engine
+        .store
+        .update_execution(ws, execution_id, move |record| {
+            apply_to_record(&runnable, record, command, now_ms, Some(&key))
+        })
+        .await;
+    flatten(outcome, execution_id)?;
+    engine.wake();
+    Ok(())
+}
+
+fn deadline_command(payload: &Value) -> Result<Command, RunError> {
+    let kind: TimerKind = serde_json::from_value(payload["kind"].clone())
+        .map_err(|e| RunError::Internal(format!("unreadable timer: {e}")))?;
+    let step_id = payload["stepId"].as_str().unwrap_or_default().to_owned();
+    Ok(Command::TimerFired { kind, step_id })
+}

@@ -1,0 +1,166 @@
+//! The I/O the core asks for: agent runs, notifications and webhook calls. Each item is
+//! kept as a timer due at once, performed outside any transaction, and its outcome is fed
+//! back to the core as `WorkDone`.
+
+use assent_core::engine::{AgentRequest, AgentStatus, WorkItem, WorkOutcome};
+use assent_core::model::{Channel, DefinitionSpec, NodeConfig};
+use assent_store::TimerSet;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Prefix of the timers that carry work.
+pub const WORK_TIMER_PREFIX: &str = "work:";
+
+/// How long one call to the agent runner may take.
+const AGENT_RUNNER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of an agent runner's answer that are read at most.
+const AGENT_RUNNER_ANSWER_MAX_BYTES: usize = 1024 * 1024;
+
+pub fn as_timer(item: &WorkItem, now_ms: i64) -> TimerSet {
+    TimerSet {
+        timer_key: format!("{WORK_TIMER_PREFIX}{}", step_of(item)),
+        due_at_ms: now_ms,
+        payload: serde_json::to_value(item).unwrap_or(Value::Null),
+    }
+}
+
+pub fn step_of(item: &WorkItem) -> &str {
+    match item {
+        WorkItem::StartAgent { step_id, .. }
+        | WorkItem::PollAgent { step_id, .. }
+        | WorkItem::SendNotification { step_id, .. }
+        | WorkItem::CallWebhook { step_id, .. } => step_id,
+    }
+}
+
+pub fn attempt_of(item: &WorkItem) -> u32 {
+    match item {
+        WorkItem::StartAgent { attempt, .. }
+        | WorkItem::PollAgent { attempt, .. }
+        | WorkItem::SendNotification { attempt, .. }
+        | WorkItem::CallWebhook { attempt, .. } => *attempt,
+    }
+}
+
+/// The agent runner of DECISIONS §8, at the base URL the operator configured.
+#[derive(Clone)]
+pub struct AgentRunner {
+    base_url: String,
+    http: reqwest::Client,
+}
+
+impl AgentRunner {
+    pub fn new(base_url: &str) -> AgentRunner {
+        let http = reqwest::Client::builder()
+            .timeout(AGENT_RUNNER_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        AgentRunner { base_url: base_url.trim_end_matches('/').to_owned(), http }
+    }
+
+    async fn start(&self, request: &AgentRequest) -> WorkOutcome {
+        match self.call("run", json!({ "data": request })).await {
+            Ok(result) => match result.get("executionId").and_then(Value::as_str) {
+                Some(id) => WorkOutcome::AgentStarted { agent_execution_id: id.to_owned() },
+                None => permanent("agent-runner-bad-answer", "the run answer has no executionId"),
+            },
+            Err(outcome) => outcome,
+        }
+    }
+
+    async fn poll(&self, agent_execution_id: &str) -> WorkOutcome {
+        let body = json!({ "data": { "executionId": agent_execution_id } });
+        let result = match self.call("get", body).await {
+            Ok(result) => result,
+            Err(outcome) => return outcome,
+        };
+        let status = result.get("status").and_then(Value::as_str).unwrap_or_default();
+        let finished = match status {
+            "running" | "pending" | "queued" => return WorkOutcome::AgentRunning,
+            "passed" => AgentStatus::Passed,
+            "skipped" => AgentStatus::Skipped,
+            "failed" => AgentStatus::Failed,
+            "partial" => AgentStatus::Partial,
+            "error" => AgentStatus::Error,
+            other => {
+                let message = format!("unknown agent run status {other:?}");
+                return permanent("agent-runner-bad-answer", &message);
+            }
+        };
+        WorkOutcome::AgentFinished {
+            status: finished,
+            results_summary: result.get("resultsSummary").cloned().unwrap_or(Value::Null),
+            duration_ms: result.get("durationMs").and_then(Value::as_u64),
+        }
+    }
+
+    /// POSTs an enveloped request to `/v2/agents/execution/<action>`; the `result` on
+    /// success, or the outcome a failure amounts to.
+    async fn call(&self, action: &str, body: Value) -> Result<Value, WorkOutcome> {
+        let url = format!("{}/v2/agents/execution/{action}", self.base_url);
+        let sent = self.http.post(url).json(&body).send().await;
+        let response = sent.map_err(|e| transient("agent-runner-unavailable", &e.to_string()))?;
+        let status = response.status();
+        if status.is_server_error() || status.as_u16() == 429 {
+            return Err(transient("agent-runner-unavailable", &format!("HTTP {status}")));
+        }
+        if !status.is_success() {
+            return Err(permanent("agent-runner-rejected", &format!("HTTP {status}")));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transient("agent-runner-unavailable", &e.to_string()))?;
+        if bytes.len() > AGENT_RUNNER_ANSWER_MAX_BYTES {
+            return Err(permanent("agent-runner-bad-answer", "the answer is too large"));
+        }
+        let answer: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| permanent("agent-runner-bad-answer", &e.to_string()))?;
+        Ok(answer.get("result").cloned().unwrap_or(answer))
+    }
+}
+
+/// Performs one work item. Delivery of notifications and webhook calls comes with later
+/// issues; until then those steps fail with a code that says so.
+pub async fn perform(
+    item: &WorkItem,
+    runner: Option<&AgentRunner>,
+    spec: &DefinitionSpec,
+) -> WorkOutcome {
+    match (item, runner) {
+        (WorkItem::StartAgent { request, .. }, Some(runner)) => runner.start(request).await,
+        (WorkItem::PollAgent { agent_execution_id, .. }, Some(runner)) => {
+            runner.poll(agent_execution_id).await
+        }
+        (WorkItem::StartAgent { .. } | WorkItem::PollAgent { .. }, None) => permanent(
+            "agent-runner-not-configured",
+            "no agent runner is configured (start the server with --agent-runner-url)",
+        ),
+        // TODO(#5): deliver email and Slack notifications.
+        (WorkItem::SendNotification { node_id, .. }, _) => {
+            let channel = match spec.node(node_id).map(|n| &n.config) {
+                Some(NodeConfig::Notification(config)) => config.channel,
+                _ => Channel::Email,
+            };
+            let code = match channel {
+                Channel::Email => "notification-email-not-configured",
+                Channel::Slack => "notification-slack-not-configured",
+            };
+            permanent(code, "notification delivery is not configured on this server")
+        }
+        // TODO(#4): call webhook nodes.
+        (WorkItem::CallWebhook { .. }, _) => {
+            permanent("webhook-node-not-available", "webhook nodes are not available yet")
+        }
+    }
+}
+
+fn transient(code: &str, message: &str) -> WorkOutcome {
+    WorkOutcome::TransientFailure { code: code.into(), message: message.into(), data: Value::Null }
+}
+
+fn permanent(code: &str, message: &str) -> WorkOutcome {
+    WorkOutcome::PermanentFailure { code: code.into(), message: message.into(), data: Value::Null }
+}

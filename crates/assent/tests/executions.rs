@@ -1,0 +1,130 @@
+//! Executions over HTTP: dispatch and its idempotency, a run driven to its end, events.
+
+mod common;
+
+use common::{example, spawn_app, TestApp};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn create(app: &TestApp, name: &str) {
+    app.call("definitions/create", example(name)).await.result();
+}
+
+async fn get(app: &TestApp, execution_id: &str) -> Value {
+    app.call("executions/get", json!({ "executionId": execution_id })).await.result().clone()
+}
+
+/// Waits (briefly, in real time) until the timer loop has carried the execution to `status`.
+async fn until_status(app: &TestApp, execution_id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let view = get(app, execution_id).await;
+        if view["status"] == status {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {execution_id} never became {status}: {}", get(app, execution_id).await);
+}
+
+fn step<'a>(view: &'a Value, node_id: &str) -> &'a Value {
+    let steps = view["steps"].as_array().unwrap();
+    steps
+        .iter()
+        .find(|s| s["nodeId"] == node_id)
+        .unwrap_or_else(|| panic!("no step {node_id}: {view}"))
+}
+
+#[tokio::test]
+async fn a_dispatched_review_runs_to_completion() {
+    let app = spawn_app().await;
+    create(&app, "marketing-copy-approval").await;
+    let dispatched =
+        app.call("executions/dispatch", json!({"definitionId": "marketing-copy-approval"})).await;
+    let result = dispatched.result();
+    assert_eq!(result["deduplicated"], false);
+    let execution_id = result["executionId"].as_str().unwrap().to_owned();
+    assert!(execution_id.starts_with("exec_"), "{execution_id}");
+    assert!(result["correlationId"].as_str().unwrap().starts_with("corr_"));
+
+    let view = get(&app, &execution_id).await;
+    assert_eq!(view["status"], "running");
+    assert_eq!(step(&view, "agent-draft")["status"], "completed");
+    let review = step(&view, "legal-review");
+    assert_eq!(review["status"], "waiting");
+    let review_step = review["stepId"].as_str().unwrap().to_owned();
+
+    let decided = app
+        .call(
+            "steps/recordReviewerDecision",
+            json!({"executionId": execution_id, "stepId": review_step,
+                   "reviewerId": "u-legal", "decision": "approve"}),
+        )
+        .await;
+    assert_eq!(decided.result()["recorded"], true);
+    assert_eq!(decided.result()["aggregatorStatus"], "resolved");
+
+    let view = until_status(&app, &execution_id, "completed").await;
+    assert_eq!(step(&view, "agent-publish")["status"], "completed");
+    assert!(view["steps"].as_array().unwrap().iter().all(|s| s["nodeId"] != "agent-revise"));
+
+    let events = app.call("executions/getEvents", json!({"executionId": execution_id})).await;
+    let types: Vec<&str> = events.result()["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"execution.dispatched"));
+    assert_eq!(types.last(), Some(&"execution.completed"));
+    assert_eq!(events.result()["hasMore"], false);
+}
+
+#[tokio::test]
+async fn a_replayed_key_returns_the_original_execution() {
+    let app = spawn_app().await;
+    create(&app, "sequential-signoff").await;
+    let body = json!({"definitionId": "sequential-signoff", "idempotencyKey": "campaign-42"});
+    let first = app.call("executions/dispatch", body.clone()).await.result().clone();
+    let again = app.call("executions/dispatch", body).await.result().clone();
+    assert_eq!(again["executionId"], first["executionId"]);
+    assert_eq!(again["correlationId"], first["correlationId"]);
+    assert_eq!(
+        (first["deduplicated"].clone(), again["deduplicated"].clone()),
+        (json!(false), json!(true))
+    );
+    let listed = app.call("executions/list", json!({})).await;
+    assert_eq!(listed.result()["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn dispatch_errors_follow_the_reference() {
+    let app = spawn_app().await;
+    let missing = app.call("executions/dispatch", json!({"definitionId": "nope-nope"})).await;
+    missing.error(404, "NOT_FOUND");
+
+    create(&app, "sequential-signoff").await;
+    app.call("definitions/delete", json!({"definitionId": "sequential-signoff"})).await.result();
+    let tombstoned =
+        app.call("executions/dispatch", json!({"definitionId": "sequential-signoff"})).await;
+    tombstoned.error(400, "FAILED_PRECONDITION");
+
+    let unpaired =
+        json!({"definitionId": "sequential-signoff", "webhookUrl": "https://example.com/h"});
+    let msg = app.call("executions/dispatch", unpaired).await.error(400, "INVALID_ARGUMENT");
+    assert_eq!(msg, "webhookUrl and webhookSecret must be provided together");
+}
+
+#[tokio::test]
+async fn a_definition_with_executions_in_flight_cannot_be_deleted() {
+    let app = spawn_app().await;
+    create(&app, "sequential-signoff").await;
+    let dispatched =
+        app.call("executions/dispatch", json!({"definitionId": "sequential-signoff"})).await;
+    let execution_id = dispatched.result()["executionId"].clone();
+    let id = json!({"definitionId": "sequential-signoff"});
+    app.call("definitions/delete", id.clone()).await.error(400, "FAILED_PRECONDITION");
+
+    let cancelled = app.call("executions/cancel", json!({"executionId": execution_id})).await;
+    assert_eq!(cancelled.result()["cancelled"], true);
+    app.call("definitions/delete", id).await.result();
+}
