@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use assent::clock::ManualClock;
+use assent::engine::{AgentRunner, Engine};
 use assent::http::AppState;
 use assent_core::address::AddressPolicy;
 use assent_store::{AnyStore, NewCredentials, Store};
@@ -18,6 +19,7 @@ pub const T0_MS: i64 = 1_796_083_200_000;
 
 pub struct TestApp {
     pub base_url: String,
+    pub engine: Arc<Engine>,
     pub store: Arc<AnyStore>,
     pub clock: Arc<ManualClock>,
     pub creds: NewCredentials,
@@ -47,6 +49,11 @@ impl Drop for TempDir {
 
 /// Starts a server over a fresh SQLite store with one workspace.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(None).await
+}
+
+/// Starts a server whose agent nodes call the agent runner at `agent_runner_url`.
+pub async fn spawn_app_with(agent_runner_url: Option<&str>) -> TestApp {
     let dir = TempDir::new("http");
     let url = format!("sqlite:{}", dir.0.join("assent.db").display());
     let store = Arc::new(AnyStore::open(&url).await.expect("store opens"));
@@ -61,7 +68,7 @@ pub async fn spawn_app() -> TestApp {
         let _ = stop.await;
     }));
     let http = reqwest::Client::new();
-    TestApp { base_url, store, clock, creds, http, _shutdown: shutdown, _dir: dir }
+    TestApp { base_url, engine, store, clock, creds, http, _shutdown: shutdown, _dir: dir }
 }
 
 /// An HTTP answer: its status and its JSON body.
@@ -86,6 +93,12 @@ impl Answer {
 }
 
 impl TestApp {
+    /// Moves the server's clock and lets its timer loop look at what became due.
+    pub fn advance_ms(&self, delta_ms: i64) {
+        self.clock.advance_ms(delta_ms);
+        self.engine.wake();
+    }
+
     /// POSTs `{"data": data}` to `/v2/workflow/<path>` with this app's credentials.
     pub async fn call(&self, path: &str, data: Value) -> Answer {
         self.call_as(&self.creds, path, data).await
