@@ -59,8 +59,10 @@ pub async fn spawn_app_with(agent_runner_url: Option<&str>) -> TestApp {
     let store = Arc::new(AnyStore::open(&url).await.expect("store opens"));
     let clock = Arc::new(ManualClock::new(T0_MS));
     let creds = store.create_workspace("test", T0_MS).await.expect("workspace");
-    let state =
-        AppState::new(store.clone(), clock.clone(), Arc::new(AddressPolicy::default()), None);
+    let runner = agent_runner_url.map(AgentRunner::new);
+    let policy = Arc::new(AddressPolicy::default());
+    let state = AppState::new(store.clone(), clock.clone(), policy, runner);
+    let engine = state.engine.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let (shutdown, stop) = oneshot::channel::<()>();
