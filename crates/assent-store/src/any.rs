@@ -6,6 +6,8 @@ use crate::{
     NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
     WorkspaceInfo,
 };
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 pub enum AnyStore {
     Sqlite(SqliteStore),
@@ -57,6 +59,10 @@ impl Store for AnyStore {
         now_ms: i64,
     ) -> StoreResult<Option<NewCredentials>> {
         delegate!(self.bootstrap_workspace(name, now_ms))
+    }
+
+    async fn watch_timers(&self, wake: Arc<Notify>) {
+        delegate!(self.watch_timers(wake))
     }
 
     async fn ping(&self) -> StoreResult<()> {

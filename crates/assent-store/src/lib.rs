@@ -13,6 +13,8 @@ mod sqlite;
 
 use serde_json::Value;
 use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 pub use any::AnyStore;
 pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
@@ -104,6 +106,11 @@ pub struct DefinitionPage {
 
 /// The storage interface every shell (HTTP, command line, engine) talks to.
 pub trait Store: Send + Sync + 'static {
+    /// Wakes `wake` whenever another process commits new timers. Runs until the task is
+    /// dropped; a store used by one process only returns at once, as that process wakes
+    /// its own timer loop.
+    fn watch_timers(&self, wake: Arc<Notify>) -> impl Future<Output = ()> + Send;
+
     /// Answers once the store can serve a query; the readiness probe.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 

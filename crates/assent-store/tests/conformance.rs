@@ -12,6 +12,8 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
 
 const NOW_MS: i64 = 1_767_225_600_000;
 
@@ -154,6 +156,32 @@ conformance!(
     lease_expiry_makes_a_timer_claimable_again,
     delete_and_dispatch_take_turns,
 );
+
+/// PostgreSQL only: several processes share one database, so a commit that sets timers must
+/// wake the timer loops of the others. (A SQLite store belongs to one process.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_timer_commits_wake_other_stores() {
+    run_postgres(|backend| async move {
+        let (writer, watcher) = (backend.open().await, Arc::new(backend.open().await));
+        let ws = new_workspace(&writer, "w").await;
+        writer.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+        let wake = Arc::new(Notify::new());
+        let watching = {
+            let (watcher, wake) = (watcher.clone(), wake.clone());
+            tokio::spawn(async move { watcher.watch_timers(wake).await })
+        };
+        // The watcher wakes once when it starts listening; take that one first.
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("listening");
+
+        let mut write = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+        write.changes.timers_set.push(timer("sla:step", NOW_MS + 1_000));
+        writer.dispatch_execution(&ws, write, None).await.unwrap();
+        let woken = tokio::time::timeout(Duration::from_secs(5), wake.notified()).await;
+        watching.abort();
+        assert!(woken.is_ok(), "a commit with timers wakes the other store's watcher");
+    })
+    .await;
+}
 
 fn definition(id: &str, revision: i64) -> NewDefinition {
     NewDefinition {
@@ -754,7 +782,10 @@ async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {
     store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
     dispatch(&store, &ws, "exec_1", "d", "k1", NOW_MS).await;
     set_status(&store, &ws, "exec_1", ExecutionStatus::Completed).await;
+    assert_eq!(store.definition_status(&ws, "d").await.unwrap(), Some(DefinitionStatus::Active));
     store.delete_definition(&ws, "d", false, NOW_MS).await.unwrap();
+    let tombstoned = store.definition_status(&ws, "d").await.unwrap();
+    assert_eq!(tombstoned, Some(DefinitionStatus::Tombstoned));
 
     let write = execution(&ws, "exec_2", "d", "k2", NOW_MS);
     let refused = store.dispatch_execution(&ws, write, None).await;
@@ -770,6 +801,7 @@ async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {
 
     store.create_definition(&ws, definition("p", 1), NOW_MS).await.unwrap();
     store.delete_definition(&ws, "p", true, NOW_MS).await.unwrap();
+    assert_eq!(store.definition_status(&ws, "p").await.unwrap(), None);
     let purged =
         store.dispatch_execution(&ws, execution(&ws, "exec_4", "p", "k4", NOW_MS), None).await;
     assert!(matches!(purged, Err(StoreError::NotFound)), "{purged:?}");

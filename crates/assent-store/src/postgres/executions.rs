@@ -356,6 +356,10 @@ async fn apply_changes(
         )
         .await?;
     }
+    if !changes.timers_set.is_empty() {
+        // Delivered on commit to every process listening, so their timer loops wake.
+        execute(txn, "SELECT pg_notify($1, '')", &[&super::TIMERS_CHANNEL]).await?;
+    }
     for timer in &changes.timers_set {
         execute(
             txn,

@@ -21,9 +21,11 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::{AsyncMessage, NoTls, Row};
 
 /// Connections one process keeps to the database at most.
 const POOL_SIZE_MAX: usize = 16;
@@ -58,7 +60,15 @@ impl From<PoolError> for StoreError {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool,
+    /// For the listening connection, which lives outside the pool.
+    config: tokio_postgres::Config,
 }
+
+/// The channel on which a commit that sets timers notifies every process.
+const TIMERS_CHANNEL: &str = "assent_timers";
+
+/// Wait before listening again after the listening connection dropped.
+const LISTEN_RETRY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs `$work` (an expression over the transaction `$txn`, yielding a future) in one
 /// transaction on a pooled connection, and commits it if it succeeded.
@@ -73,13 +83,36 @@ macro_rules! in_transaction {
 }
 
 impl PgStore {
+    /// Holds one connection that listens on the timers channel and wakes `wake` on every
+    /// notification; returns when the connection ends.
+    async fn listen_for_timers(&self, wake: &Arc<Notify>) -> StoreResult<()> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let woken = wake.clone();
+        let messages = tokio::spawn(async move {
+            while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
+                    Ok(_) => {}
+                    Err(e) => return Err(StoreError::from(e)),
+                }
+            }
+            Ok(())
+        });
+        client.batch_execute(&format!("LISTEN {TIMERS_CHANNEL}")).await?;
+        // A notification may have been missed while not listening; look once.
+        wake.notify_one();
+        let ended = messages.await.map_err(|e| StoreError::Database(e.to_string()))?;
+        drop(client);
+        ended
+    }
+
     /// Connects to the database `url` names (`postgres://…`) and brings its schema up to
     /// date. Connections are unencrypted.
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
         let config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let manager = Manager::from_config(config, NoTls, manager_config);
+        let manager = Manager::from_config(config.clone(), NoTls, manager_config);
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE_MAX)
             .runtime(Runtime::Tokio1)
@@ -88,7 +121,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
 
-        let store = PgStore { pool };
+        let store = PgStore { pool, config };
         store.migrate().await?;
         tracing::info!("PostgreSQL store open");
         Ok(store)
@@ -163,6 +196,15 @@ impl Store for PgStore {
         now_ms: i64,
     ) -> StoreResult<Option<NewCredentials>> {
         in_transaction!(self, |txn| credentials::bootstrap_workspace(&txn, name, now_ms))
+    }
+
+    async fn watch_timers(&self, wake: Arc<Notify>) {
+        loop {
+            if let Err(e) = self.listen_for_timers(&wake).await {
+                tracing::warn!("listening for timers failed, retrying: {e}");
+            }
+            tokio::time::sleep(LISTEN_RETRY_WAIT).await;
+        }
     }
 
     async fn ping(&self) -> StoreResult<()> {

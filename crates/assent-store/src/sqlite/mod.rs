@@ -21,6 +21,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Notify;
 use tokio::sync::Semaphore;
 use writer::Writer;
 
@@ -223,6 +224,9 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.write(move |conn| credentials::bootstrap_workspace(conn, &name, now_ms)).await
     }
+
+    /// One process owns a SQLite store, and it wakes its own timer loop.
+    async fn watch_timers(&self, _wake: Arc<Notify>) {}
 
     async fn ping(&self) -> StoreResult<()> {
         self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?)).await

@@ -51,7 +51,7 @@ pub struct Engine {
     policy: Arc<AddressPolicy>,
     definitions: DefinitionCache,
     /// Woken whenever new timers or work may be due, so the timer loop need not poll.
-    wake: Notify,
+    wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
 }
 
@@ -67,7 +67,7 @@ impl Engine {
             clock,
             policy,
             definitions: DefinitionCache::default(),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             agent_runner,
         }
     }

@@ -25,6 +25,8 @@ const STORE_RETRY_WAIT: Duration = Duration::from_millis(500);
 
 /// Runs until the task is dropped.
 pub async fn run_timers(engine: Arc<Engine>) {
+    let (store, wake) = (engine.store.clone(), engine.wake.clone());
+    let _watcher = AbortOnDrop(tokio::spawn(async move { store.watch_timers(wake).await }));
     let handling = Arc::new(Semaphore::new(HANDLING_MAX));
     loop {
         let now_ms = engine.clock.now_ms();
@@ -48,6 +50,15 @@ pub async fn run_timers(engine: Arc<Engine>) {
         if !batch_was_full {
             wait_for_next(&engine).await;
         }
+    }
+}
+
+/// Stops the store's watcher when the loop stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
