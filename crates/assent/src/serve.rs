@@ -28,7 +28,15 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
-    let agent_runner = config.agent_runner_url.as_deref().map(AgentRunner::new);
+    let agent_runner = match config.agent_runner_url.as_deref() {
+        // TODO(#4): https agent runners, with the TLS client the webhook issue brings.
+        Some(url) if !url.starts_with("http://") => {
+            return Err(
+                format!("--agent-runner-url must be an http:// URL for now, not {url}").into()
+            );
+        }
+        url => url.map(AgentRunner::new),
+    };
     let policy = Arc::new(AddressPolicy::default());
     let state = AppState::new(Arc::new(store), clock, policy, agent_runner);
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
