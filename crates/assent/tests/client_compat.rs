@@ -13,13 +13,23 @@ fn python_has_velt_py() -> bool {
 
 #[tokio::test]
 async fn velt_py_manages_definitions() {
+    run_script("velt_py_definitions.py", "velt-py definitions: ok").await;
+}
+
+#[tokio::test]
+async fn velt_py_drives_an_execution() {
+    run_script("velt_py_executions.py", "velt-py executions: ok").await;
+}
+
+/// Runs one of the scripts in `tests/clients` against a fresh server.
+async fn run_script(name: &str, success_line: &str) {
     if !python_has_velt_py() {
         eprintln!("skipped: python3 cannot import velt_py (pip install velt-py==0.3.0)");
         return;
     }
     let app = spawn_app().await;
     let dir = env!("CARGO_MANIFEST_DIR");
-    let script = format!("{dir}/tests/clients/velt_py_definitions.py");
+    let script = format!("{dir}/tests/clients/{name}");
     let run = tokio::process::Command::new("python3")
         .arg(&script)
         .env("ASSENT_BASE_URL", &app.base_url)
@@ -31,5 +41,5 @@ async fn velt_py_manages_definitions() {
         .expect("python3 runs");
     let said = String::from_utf8_lossy(&run.stdout) + String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "velt-py script failed: {said}");
-    assert!(said.contains("velt-py definitions: ok"), "{said}");
+    assert!(said.contains(success_line), "{said}");
 }

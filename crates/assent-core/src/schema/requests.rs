@@ -13,6 +13,9 @@ const CURSOR_MAX: i64 = (1 << 53) - 1;
 
 const DEFINITION_ID_MAX: usize = 64;
 
+/// Scope ids that these requests accept and ignore, as typed clients may send them.
+const SCOPE_ID: Str<'static> = Str::len(1, 256);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DefinitionRef {
     pub definition_id: String,
@@ -50,7 +53,7 @@ fn definition_id(c: &mut Checker, body: &Value, extra: &[&str]) -> Option<String
     known.extend_from_slice(extra);
     let obj = c.object(Some(body), &root, &known)?;
     for ignored in ["organizationId", "documentId"] {
-        c.opt_string(obj.get(ignored), &root.key(ignored), Str::len(1, 256));
+        c.opt_string(obj.get(ignored), &root.key(ignored), SCOPE_ID);
     }
     c.string(obj.get("definitionId"), &root.key("definitionId"), Str::len(1, DEFINITION_ID_MAX))
 }
@@ -62,13 +65,18 @@ pub fn parse_get(body: &Value) -> Result<DefinitionRef, Vec<Issue>> {
     finish(c, id.map(|definition_id| DefinitionRef { definition_id }))
 }
 
-/// `definitions/list`: `{pageSize?, cursor?}`.
+/// `definitions/list`: `{pageSize?, cursor?, organizationId?, documentId?}`; the scope ids
+/// filter nothing.
 pub fn parse_list(body: &Value) -> Result<ListDefinitions, Vec<Issue>> {
     let mut c = Checker::new();
     let root = Path::root();
-    let Some(obj) = c.object(Some(body), &root, &["pageSize", "cursor"]) else {
+    let known = ["pageSize", "cursor", "organizationId", "documentId"];
+    let Some(obj) = c.object(Some(body), &root, &known) else {
         return Err(c.issues);
     };
+    for ignored in ["organizationId", "documentId"] {
+        c.opt_string(obj.get(ignored), &root.key(ignored), SCOPE_ID);
+    }
     let page_size = c
         .opt_int(obj.get("pageSize"), &root.key("pageSize"), 1, LIST_PAGE_SIZE_MAX)
         .unwrap_or(LIST_PAGE_SIZE_DEFAULT);
@@ -105,6 +113,9 @@ mod tests {
     #[test]
     fn list_defaults_and_limits() {
         assert_eq!(parse_list(&json!({})), Ok(ListDefinitions { page_size: 50, cursor: None }));
+        let scoped = parse_list(&json!({"organizationId": "org", "documentId": "doc"}));
+        assert_eq!(scoped, Ok(ListDefinitions { page_size: 50, cursor: None }));
+        assert!(parse_list(&json!({"organizationId": ""})).is_err());
         let too_big = parse_list(&json!({"pageSize": 501})).unwrap_err();
         assert_eq!(too_big[0].headline(), "Number must be less than or equal to 500 for pageSize");
         let not_int = parse_list(&json!({"cursor": "12"})).unwrap_err();
