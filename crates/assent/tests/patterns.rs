@@ -1476,7 +1476,8 @@ async fn a_passing_agent_run_completes_with_an_approval() {
     );
     assert_eq!(
         events[1]["data"],
-        json!({ "agentId": "brand-agent-v1", "agentExecutionId": "run-1", "pollIntervalMs": POLL_MS })
+        json!({ "agentId": "brand-agent-v1", "agentExecutionId": "run-1",
+                "pollIntervalMs": POLL_MS })
     );
     assert_eq!(
         events[2]["data"],
