@@ -2,36 +2,11 @@
 
 mod common;
 
-use common::{example, spawn_app, TestApp};
-use serde_json::{json, Value};
-use std::time::Duration;
+use common::{example, get, spawn_app, step, until_status, TestApp};
+use serde_json::json;
 
 async fn create(app: &TestApp, name: &str) {
     app.call("definitions/create", example(name)).await.result();
-}
-
-async fn get(app: &TestApp, execution_id: &str) -> Value {
-    app.call("executions/get", json!({ "executionId": execution_id })).await.result().clone()
-}
-
-/// Waits (briefly, in real time) until the timer loop has carried the execution to `status`.
-async fn until_status(app: &TestApp, execution_id: &str, status: &str) -> Value {
-    for _ in 0..200 {
-        let view = get(app, execution_id).await;
-        if view["status"] == status {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("execution {execution_id} never became {status}: {}", get(app, execution_id).await);
-}
-
-fn step<'a>(view: &'a Value, node_id: &str) -> &'a Value {
-    let steps = view["steps"].as_array().unwrap();
-    steps
-        .iter()
-        .find(|s| s["nodeId"] == node_id)
-        .unwrap_or_else(|| panic!("no step {node_id}: {view}"))
 }
 
 #[tokio::test]

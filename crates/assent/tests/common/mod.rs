@@ -11,6 +11,7 @@ use assent_store::{AnyStore, NewCredentials, Store};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -153,3 +154,71 @@ pub const EXAMPLES: [&str; 7] = [
     "agent-check-then-review",
     "webhook-and-notification",
 ];
+
+/// The execution as `executions/get` shows it.
+pub async fn get(app: &TestApp, execution_id: &str) -> Value {
+    app.call("executions/get", json!({ "executionId": execution_id })).await.result().clone()
+}
+
+/// Real-time polls of the execution before a wait gives up (10 ms apart).
+const POLLS_MAX: usize = 500;
+
+/// Waits (briefly, in real time) until the timer loop has carried the execution to `status`.
+pub async fn until_status(app: &TestApp, execution_id: &str, status: &str) -> Value {
+    until(app, execution_id, &format!("status {status}"), |view| view["status"] == status).await
+}
+
+/// Waits (briefly, in real time) until the execution view satisfies `done`.
+pub async fn until(
+    app: &TestApp,
+    execution_id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..POLLS_MAX {
+        let view = get(app, execution_id).await;
+        if done(&view) {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("execution {execution_id} never reached {what}: {}", get(app, execution_id).await);
+}
+
+/// The steps of a node, in creation order.
+pub fn steps_of<'a>(view: &'a Value, node_id: &str) -> Vec<&'a Value> {
+    let steps = view["steps"].as_array().expect("steps");
+    steps.iter().filter(|s| s["nodeId"] == node_id).collect()
+}
+
+/// The one step of a node; panics when there is none or more than one.
+pub fn step<'a>(view: &'a Value, node_id: &str) -> &'a Value {
+    match steps_of(view, node_id).as_slice() {
+        [only] => only,
+        other => panic!("expected one step of {node_id}, found {}: {view}", other.len()),
+    }
+}
+
+/// The id of the one step of a node.
+pub fn step_id(view: &Value, node_id: &str) -> String {
+    step(view, node_id)["stepId"].as_str().expect("stepId").to_owned()
+}
+
+/// Every external event of an execution, in `seq` order.
+pub async fn events(app: &TestApp, execution_id: &str) -> Vec<Value> {
+    let body = json!({ "executionId": execution_id, "pageSize": 500 });
+    let answer = app.call("executions/getEvents", body).await;
+    assert_eq!(answer.result()["hasMore"], false);
+    answer.result()["events"].as_array().expect("events").clone()
+}
+
+/// `"<type> <stepId>"` of each event (`-` for execution-level events), for comparing a run's
+/// trail with the expected one in a single assertion.
+pub fn trail(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            format!("{} {}", e["type"].as_str().unwrap_or("?"), e["stepId"].as_str().unwrap_or("-"))
+        })
+        .collect()
+}
