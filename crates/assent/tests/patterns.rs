@@ -1582,6 +1582,7 @@ async fn an_agent_that_never_finishes_fails_at_agent_max_runtime() {
         (&check["status"], &check["error"]["code"], &check["completedAt"]),
         (&json!("failed"), &json!("agent-timeout"), &json!(T0_MS + 12_000))
     );
+    assert_eq!(check["output"]["decision"], "reject", "output and event agree");
     let events = events(&app, &id).await;
     let failed = events_of(&events, "step.failed");
     assert_eq!(failed.len(), 1);
@@ -1619,6 +1620,9 @@ async fn an_unreachable_runner_is_retried_after_2_8_and_32_seconds_then_fails() 
     let check = step(&view, "check");
     assert_eq!((&check["status"], &check["completedAt"]), (&json!("failed"), &json!(due_at_ms)));
     assert_eq!(check["error"]["code"], "agent-runner-unavailable");
+    assert_eq!(check["output"]["decision"], "reject", "a run that never started rejects");
+    let message = check["error"]["message"].as_str().unwrap();
+    assert!(!message.contains("127.0.0.1"), "the runner's address stays in the log: {message}");
     let events = events(&app, &id).await;
     let check = step_id(&view, "check");
     assert_eq!(

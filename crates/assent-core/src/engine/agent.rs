@@ -140,8 +140,7 @@ pub(crate) fn timer_fired(run: &mut Run, index: usize, kind: TimerKind) {
         TimerKind::AgentPoll => {}
         TimerKind::AgentTimeout => {
             let error = ErrorInfo::new("agent-timeout", "the agent run exceeded agentMaxRuntimeMs");
-            let data = agent_event_data(run, index, "timeout", "reject", "timeout");
-            rollup::fail_step(run, index, error, data);
+            fail_work(run, index, error, "timeout", Value::Null);
         }
     }
 }
@@ -178,7 +177,7 @@ pub(crate) fn work_done(run: &mut Run, index: usize, attempt: u32, outcome: Work
             transient_failure(run, index, ErrorInfo::new(&code, message), data)
         }
         WorkOutcome::PermanentFailure { code, message, data } => {
-            rollup::fail_step(run, index, ErrorInfo::new(&code, message), data)
+            fail_work(run, index, ErrorInfo::new(&code, message), "runner", data)
         }
     }
 }
@@ -273,7 +272,7 @@ fn delivered(run: &mut Run, index: usize, output: Map<String, Value>) {
 fn transient_failure(run: &mut Run, index: usize, error: ErrorInfo, data: Value) {
     let retries_done = run.step(index).retry_count as usize;
     let Some(delay_ms) = RETRY_DELAYS_MS.get(retries_done) else {
-        return rollup::fail_step(run, index, error, data);
+        return fail_work(run, index, error, "runner", data);
     };
     run.clear_timer(index, TimerKind::AgentPoll);
     run.step_mut(index).retry_count += 1;
@@ -281,6 +280,28 @@ fn transient_failure(run: &mut Run, index: usize, error: ErrorInfo, data: Value)
     let retry = json!({ "retryCount": retries_done + 1, "code": error.code });
     run.emit("step.retried", Some(&step_id), retry);
     run.set_timer(index, TimerKind::Retry, run.now_ms + delay_ms);
+}
+
+/// Fails a step whose work did not succeed. An agent step that fails this way still reads
+/// as a rejection, as one whose run did not pass does: `output.decision` is `reject` and the
+/// event carries the agent fields. Other steps keep the shell's `data`.
+fn fail_work(run: &mut Run, index: usize, error: ErrorInfo, source: &str, data: Value) {
+    let NodeConfig::Agent(config) = &run.node_of(index).config else {
+        return rollup::fail_step(run, index, error, data);
+    };
+    let agent_id = config.agent_id.clone();
+    let status = if source == "timeout" { "timeout" } else { "error" };
+    let agent_run = run.step(index).agent_run.clone().unwrap_or_default();
+    let output = as_map(json!({
+        "agentId": agent_id,
+        "agentExecutionId": agent_run.agent_execution_id,
+        "agentExecutionStatus": status,
+        "resolvedUrl": agent_run.resolved_url,
+        "decision": "reject",
+    }));
+    run.step_mut(index).output.extend(output);
+    let data = agent_event_data(run, index, status, "reject", source);
+    rollup::fail_step(run, index, error, data);
 }
 
 pub(crate) fn as_map(value: Value) -> Map<String, Value> {

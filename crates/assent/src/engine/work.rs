@@ -101,7 +101,7 @@ impl AgentRunner {
     async fn call(&self, action: &str, body: Value) -> Result<Value, WorkOutcome> {
         let url = format!("{}/v2/agents/execution/{action}", self.base_url);
         let sent = self.http.post(url).json(&body).send().await;
-        let response = sent.map_err(|e| transient("agent-runner-unavailable", &e.to_string()))?;
+        let mut response = sent.map_err(|e| unreachable_runner(&e))?;
         let status = response.status();
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(transient("agent-runner-unavailable", &format!("HTTP {status}")));
@@ -109,17 +109,25 @@ impl AgentRunner {
         if !status.is_success() {
             return Err(permanent("agent-runner-rejected", &format!("HTTP {status}")));
         }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| transient("agent-runner-unavailable", &e.to_string()))?;
-        if bytes.len() > AGENT_RUNNER_ANSWER_MAX_BYTES {
-            return Err(permanent("agent-runner-bad-answer", "the answer is too large"));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| unreachable_runner(&e))? {
+            if bytes.len() + chunk.len() > AGENT_RUNNER_ANSWER_MAX_BYTES {
+                return Err(permanent("agent-runner-bad-answer", "the answer is too large"));
+            }
+            bytes.extend_from_slice(&chunk);
         }
         let answer: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| permanent("agent-runner-bad-answer", &e.to_string()))?;
+            .map_err(|_| permanent("agent-runner-bad-answer", "the answer is not JSON"))?;
         Ok(answer.get("result").cloned().unwrap_or(answer))
     }
+}
+
+/// Step errors are read by every client of the workspace, so they do not carry the runner's
+/// address or the transport's detail; the log does.
+fn unreachable_runner(err: &reqwest::Error) -> WorkOutcome {
+    tracing::warn!("agent runner call failed: {err}");
+    let what = if err.is_timeout() { "did not answer in time" } else { "could not be reached" };
+    transient("agent-runner-unavailable", &format!("the agent runner {what}"))
 }
 
 /// Performs one work item. Delivery of notifications and webhook calls comes with later

@@ -55,8 +55,37 @@ fn agent_timeout_fails_the_step() {
     let check = started(&mut h);
     h.apply(Command::TimerFired { kind: TimerKind::AgentTimeout, step_id: check.clone() });
     assert_eq!(h.step("check").error.as_ref().map(|e| e.code.as_str()), Some("agent-timeout"));
+    assert_eq!(h.step("check").decision(), Some("reject"), "a run that did not pass rejects");
+    let failed = &h.events_of("step.failed")[0].data;
+    assert_eq!(
+        (&failed["agentExecutionStatus"], &failed["source"]),
+        (&json!("timeout"), &json!("timeout"))
+    );
     assert!(h.last.timers_cleared.contains(&format!("poll:{check}")));
     assert_eq!(h.failure_code(), Some("step-failed"));
+}
+
+#[test]
+fn an_unreachable_agent_runner_fails_the_step_as_a_rejection() {
+    let mut h = start(agent_then(json!({ "url": "https://example.com/doc" })));
+    let check = h.step_id("check");
+    for attempt in 0..=3 {
+        let outcome = WorkOutcome::TransientFailure {
+            code: "agent-runner-unavailable".into(),
+            message: "the agent runner could not be reached".into(),
+            data: serde_json::Value::Null,
+        };
+        h.apply(Command::WorkDone { step_id: check.clone(), attempt, outcome });
+        if attempt < 3 {
+            h.apply(Command::TimerFired { kind: TimerKind::Retry, step_id: check.clone() });
+        }
+    }
+    assert_eq!(h.status_of("check"), StepStatus::Failed);
+    assert_eq!(h.step("check").decision(), Some("reject"));
+    let failed = &h.events_of("step.failed")[0].data;
+    let expected = json!({"agentExecutionId": null, "agentExecutionStatus": "error",
+                          "decision": "reject", "source": "runner"});
+    assert_eq!(failed, &expected);
 }
 
 #[test]
