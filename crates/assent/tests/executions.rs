@@ -103,3 +103,37 @@ async fn a_definition_with_executions_in_flight_cannot_be_deleted() {
     assert_eq!(cancelled.result()["cancelled"], true);
     app.call("definitions/delete", id).await.result();
 }
+
+#[tokio::test]
+async fn the_execution_view_keeps_run_settings_to_itself() {
+    let app = spawn_app().await;
+    create(&app, "sequential-signoff").await;
+    let body = json!({
+        "definitionId": "sequential-signoff",
+        "organizationId": "org-1", "documentId": "doc-1", "folderId": "folder-1",
+        "triggerContext": {"assetId": "asset-1"},
+        "webhookUrl": "https://hooks.example.com/assent", "webhookSecret": "whsec_0123456789abcdef",
+    });
+    let dispatched = app.call("executions/dispatch", body).await;
+    let execution_id = dispatched.result()["executionId"].as_str().unwrap().to_owned();
+    let view = get(&app, &execution_id).await;
+    let keys: Vec<&str> = view.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "executionId",
+            "status",
+            "startedAt",
+            "completedAt",
+            "cancelledAt",
+            "definitionId",
+            "definitionVersion",
+            "correlationId",
+            "idempotencyKey",
+            "failureReason",
+            "steps"
+        ]
+    );
+    assert_eq!(view["idempotencyKey"], format!("auto:{execution_id}"));
+    assert!(!view.to_string().contains("whsec_"), "the secret never comes back: {view}");
+}

@@ -5,6 +5,7 @@ use super::state::{ExecutionState, ExecutionStatus};
 use super::{fanout, rollup, step_ids, Effects, Run};
 use crate::compile::Compiled;
 use crate::model::DefinitionSpec;
+use crate::schema::executions::DispatchWebhook;
 use serde_json::{json, Value};
 
 /// What the shell decided before dispatching: ids (generated or given) and the request's
@@ -18,6 +19,8 @@ pub struct DispatchParams {
     pub trigger_context: Value,
     pub organization_id: Option<String>,
     pub document_id: Option<String>,
+    pub folder_id: Option<String>,
+    pub webhook: Option<DispatchWebhook>,
 }
 
 /// Nodes with no incoming forward edge, except targets of a loop's exhausted route.
@@ -92,6 +95,8 @@ fn initial_state(spec: &DefinitionSpec, params: DispatchParams, now_ms: u64) -> 
         trigger_context: params.trigger_context,
         organization_id: params.organization_id,
         document_id: params.document_id,
+        folder_id: params.folder_id,
+        webhook: params.webhook,
         steps: Vec::new(),
         groups: Vec::new(),
         loops: Vec::new(),

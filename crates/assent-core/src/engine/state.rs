@@ -1,5 +1,6 @@
 //! The state of one execution, kept by the store as a single JSON document.
 
+use crate::schema::executions::DispatchWebhook;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -157,6 +158,11 @@ pub struct ExecutionState {
     /// Given at dispatch for agent calls; never shown in a view.
     pub organization_id: Option<String>,
     pub document_id: Option<String>,
+    #[serde(default)]
+    pub folder_id: Option<String>,
+    /// The run's own event target, replacing the definition's `webhookConfig`; never shown.
+    #[serde(default)]
+    pub webhook: Option<DispatchWebhook>,
     pub steps: Vec<StepState>,
     pub groups: Vec<GroupState>,
     pub loops: Vec<LoopState>,

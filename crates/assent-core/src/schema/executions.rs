@@ -62,7 +62,7 @@ pub struct DispatchRequest {
 }
 
 /// A dispatch's `webhookUrl` and `webhookSecret`, which come together or not at all.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DispatchWebhook {
     pub url: String,
     pub secret: String,

@@ -93,22 +93,8 @@ impl Engine {
         }
         let runnable = self.active_definition(workspace_id, &req.definition_id).await?;
         check_webhook_secrets(&runnable, req.webhook.is_some())?;
-        let execution_id = ids::execution_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN));
-        let params = DispatchParams {
-            correlation_id: req
-                .correlation_id
-                .clone()
-                .unwrap_or_else(|| ids::correlation_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN))),
-            idempotency_key: req
-                .idempotency_key
-                .clone()
-                .unwrap_or_else(|| ids::auto_idempotency_key(&execution_id)),
-            execution_id,
-            definition_version: runnable.version as u32,
-            trigger_context: Value::Object(req.trigger_context.clone()),
-            organization_id: req.organization_id.clone(),
-            document_id: req.document_id.clone(),
-        };
+        let definition_id = req.definition_id.clone();
+        let params = dispatch_params(req, runnable.version, now_ms);
         let (state, effects) = engine::dispatch(
             &runnable.spec,
             &runnable.compiled,
@@ -120,7 +106,7 @@ impl Engine {
         let record = new_record(workspace_id, &state, now_ms)?;
         let write = ExecutionWrite { record, changes: changes_from(&effects, &state, now_ms) };
         let outcome = self.store.dispatch_execution(workspace_id, write, None).await;
-        match outcome.map_err(|e| definition_error(e, &req.definition_id))? {
+        match outcome.map_err(|e| definition_error(e, &definition_id))? {
             DispatchOutcome::Created => {
                 self.wake();
                 Ok(Dispatched {
@@ -202,6 +188,28 @@ impl Engine {
             ))
         })?;
         self.definitions.runnable(workspace_id, &version, &self.policy)
+    }
+}
+
+/// The ids and run-wide inputs of a new execution: given ones kept, missing ones minted.
+fn dispatch_params(req: DispatchRequest, definition_version: i64, now_ms: i64) -> DispatchParams {
+    let execution_id = ids::execution_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN));
+    let correlation_id = req
+        .correlation_id
+        .unwrap_or_else(|| ids::correlation_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN)));
+    let idempotency_key =
+        req.idempotency_key.unwrap_or_else(|| ids::auto_idempotency_key(&execution_id));
+    DispatchParams {
+        execution_id,
+        correlation_id,
+        idempotency_key,
+        definition_version: definition_version as u32,
+        trigger_context: Value::Object(req.trigger_context),
+        organization_id: req.organization_id,
+        document_id: req.document_id,
+        folder_id: req.folder_id,
+        // TODO(#4): deliver this run's events here instead of to the definition's webhookConfig.
+        webhook: req.webhook,
     }
 }
 

@@ -42,6 +42,8 @@ fn params(trigger_context: Value) -> DispatchParams {
         trigger_context,
         organization_id: Some("org-1".into()),
         document_id: Some("doc-1".into()),
+        folder_id: None,
+        webhook: None,
     }
 }
 
