@@ -137,3 +137,29 @@ async fn the_execution_view_keeps_run_settings_to_itself() {
     assert_eq!(view["idempotencyKey"], format!("auto:{execution_id}"));
     assert!(!view.to_string().contains("whsec_"), "the secret never comes back: {view}");
 }
+
+#[tokio::test]
+async fn a_workspace_cannot_reach_another_workspaces_executions() {
+    let app = spawn_app().await;
+    let other = app.other_workspace().await;
+    create(&app, "sequential-signoff").await;
+    let body = json!({"definitionId": "sequential-signoff", "idempotencyKey": "shared-key"});
+    let mine = app.call("executions/dispatch", body.clone()).await.result().clone();
+    let execution_id = mine["executionId"].as_str().unwrap().to_owned();
+    let view = get(&app, &execution_id).await;
+    let step_id = view["steps"][0]["stepId"].clone();
+    let exec = json!({"executionId": execution_id});
+
+    app.call_as(&other, "executions/get", exec.clone()).await.error(404, "NOT_FOUND");
+    app.call_as(&other, "executions/getEvents", exec.clone()).await.error(404, "NOT_FOUND");
+    app.call_as(&other, "executions/cancel", exec.clone()).await.error(404, "NOT_FOUND");
+    let decision = json!({"executionId": execution_id, "stepId": step_id,
+                          "reviewerId": "u-manager", "decision": "approve"});
+    app.call_as(&other, "steps/recordReviewerDecision", decision).await.error(404, "NOT_FOUND");
+    let listed = app.call_as(&other, "executions/list", json!({})).await;
+    assert_eq!(listed.result()["items"], json!([]));
+
+    // The same key in another workspace is another workspace's business: no definition there.
+    app.call_as(&other, "executions/dispatch", body).await.error(404, "NOT_FOUND");
+    assert_eq!(get(&app, &execution_id).await["status"], "running", "nothing changed");
+}
