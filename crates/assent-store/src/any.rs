@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 
 pub enum AnyStore {
     Sqlite(SqliteStore),
-    Postgres(PgStore),
+    Postgres(Box<PgStore>),
 }
 
 impl AnyStore {
@@ -19,7 +19,7 @@ impl AnyStore {
     /// for an absolute path), or `postgres://…` / `postgresql://…`.
     pub async fn open(url: &str) -> StoreResult<AnyStore> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(AnyStore::Postgres(PgStore::connect(url).await?));
+            return Ok(AnyStore::Postgres(Box::new(PgStore::connect(url).await?)));
         }
         let sqlite_path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"));
         match sqlite_path {
