@@ -4,7 +4,7 @@ use super::state::{ErrorInfo, ExecutionState, StepStatus};
 use super::{agent, groups, human, rollup, Effects, Run, TimerKind};
 use crate::compile::Compiled;
 use crate::model::{DefinitionSpec, NodeConfig};
-pub use crate::vocab::ResolveAction;
+pub use crate::vocab::{Decision, ResolveAction};
 use serde_json::{json, Map, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ pub enum Command {
     RecordReviewerDecision {
         step_id: String,
         reviewer_id: String,
-        decision: String,
+        decision: Decision,
         reason: Option<String>,
     },
     RecordAgentResolution {
@@ -154,8 +154,8 @@ pub fn apply(
     let mut run = Run::new(spec, compiled, state, now_ms);
     let result = match command {
         Command::RecordReviewerDecision { step_id, reviewer_id, decision, reason } => {
-            check_decision(&decision)?;
-            human::record_decision(&mut run, &step_id, &reviewer_id, &decision, reason.as_deref())?
+            let decision = decision.as_str();
+            human::record_decision(&mut run, &step_id, &reviewer_id, decision, reason.as_deref())?
         }
         Command::RecordAgentResolution { step_id, .. } => agent_resolution(&run, &step_id)?,
         Command::CancelStep { step_id, actor_id, reason } => {
@@ -189,14 +189,6 @@ pub fn apply(
     let mut effects = std::mem::take(&mut run.fx);
     effects.result = result;
     Ok(effects)
-}
-
-fn check_decision(decision: &str) -> Result<(), CommandError> {
-    if decision == "approve" || decision == "reject" {
-        return Ok(());
-    }
-    let message = format!("decision must be \"approve\" or \"reject\", not \"{decision}\"");
-    Err(CommandError::new(ErrorStatus::InvalidArgument, message))
 }
 
 /// No step ever waits for an agent resolution: blocking agents fail when they start.

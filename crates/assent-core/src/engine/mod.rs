@@ -19,7 +19,9 @@ mod view;
 mod tests;
 
 pub use commands::WorkOutcome;
-pub use commands::{apply, AgentStatus, Command, CommandError, ErrorStatus, ResolveAction};
+pub use commands::{
+    apply, AgentStatus, Command, CommandError, Decision, ErrorStatus, ResolveAction,
+};
 pub use dispatch::{dispatch, root_node_ids, DispatchParams};
 pub use events::{is_external, AgentRequest, Effects, Event, Timer, TimerKind, WorkItem};
 pub use state::{

@@ -19,7 +19,7 @@ pub async fn record_reviewer_decision(
     let command = Command::RecordReviewerDecision {
         step_id: req.step_id,
         reviewer_id: req.reviewer_id,
-        decision: req.decision.as_str().to_owned(),
+        decision: req.decision,
         reason: req.reason,
     };
     Ok(ok(app.engine.apply(&ws.0, &req.execution_id, command).await?))

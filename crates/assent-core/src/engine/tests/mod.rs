@@ -88,7 +88,7 @@ impl Harness {
         self.apply(Command::RecordReviewerDecision {
             step_id,
             reviewer_id: reviewer_id.into(),
-            decision: decision.into(),
+            decision: Decision::from_name(decision).expect("approve or reject"),
             reason: Some(format!("{reviewer_id} says {decision}")),
         })
     }
