@@ -10,8 +10,8 @@ use assent_store::DefinitionRecord;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// How many compiled definitions are kept; past it the cache starts over.
-const CACHED_DEFINITIONS_MAX: usize = 1024;
+/// How many entries each cache keeps; past it the cache starts over.
+const CACHED_ENTRIES_MAX: usize = 16_384;
 
 /// A stored definition version, ready for the engine.
 pub struct Runnable {
@@ -22,11 +22,18 @@ pub struct Runnable {
 
 /// A version's identity: a re-created definition starts at version 1 again, so the
 /// timestamps tell lineages apart.
-type CacheKey = (String, String, i64, i64, i64);
+type VersionKey = (String, String, i64, i64, i64);
 
+/// An execution, by workspace and id.
+pub type ExecutionKey = (String, String);
+
+/// Compiled definitions by stored version, and the version each execution runs: an
+/// execution's pinned definition never changes, so commands after the first need no read
+/// to find it.
 #[derive(Default)]
 pub struct DefinitionCache {
-    compiled: Mutex<HashMap<CacheKey, Arc<Runnable>>>,
+    compiled: Bounded<VersionKey>,
+    pinned: Bounded<ExecutionKey>,
 }
 
 impl DefinitionCache {
@@ -44,8 +51,8 @@ impl DefinitionCache {
             record.created_at_ms,
             record.updated_at_ms,
         );
-        if let Some(found) = self.lock().get(&key) {
-            return Ok(found.clone());
+        if let Some(found) = self.compiled.get(&key) {
+            return Ok(found);
         }
         let validated = validate_definition(&record.body, Mode::Create, policy).map_err(|e| {
             RunError::Internal(format!("stored definition {} no longer validates: {e:?}", key.1))
@@ -55,15 +62,45 @@ impl DefinitionCache {
             compiled: validated.compiled,
             version: record.version,
         });
-        let mut cache = self.lock();
-        if cache.len() >= CACHED_DEFINITIONS_MAX {
-            cache.clear();
-        }
-        cache.insert(key, runnable.clone());
+        self.compiled.insert(key, runnable.clone());
         Ok(runnable)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Arc<Runnable>>> {
-        self.compiled.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The definition an execution was seen to run, if it was seen.
+    pub fn pinned(&self, execution: &ExecutionKey) -> Option<Arc<Runnable>> {
+        self.pinned.get(execution)
+    }
+
+    pub fn remember_pinned(&self, execution: ExecutionKey, runnable: Arc<Runnable>) {
+        self.pinned.insert(execution, runnable);
+    }
+}
+
+/// A map of at most [`CACHED_ENTRIES_MAX`] entries; past it, it starts over.
+struct Bounded<K> {
+    entries: Mutex<HashMap<K, Arc<Runnable>>>,
+}
+
+impl<K> Default for Bounded<K> {
+    fn default() -> Self {
+        Bounded { entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Bounded<K> {
+    fn get(&self, key: &K) -> Option<Arc<Runnable>> {
+        self.lock().get(key).cloned()
+    }
+
+    fn insert(&self, key: K, value: Arc<Runnable>) {
+        let mut entries = self.lock();
+        if entries.len() >= CACHED_ENTRIES_MAX {
+            entries.clear();
+        }
+        entries.insert(key, value);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Runnable>>> {
+        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -108,6 +108,8 @@ impl Engine {
         let outcome = self.store.dispatch_execution(workspace_id, write, None).await;
         match outcome.map_err(|e| definition_error(e, &definition_id))? {
             DispatchOutcome::Created => {
+                let key = (workspace_id.to_owned(), state.execution_id.clone());
+                self.definitions.remember_pinned(key, runnable);
                 self.wake();
                 Ok(Dispatched {
                     execution_id: state.execution_id,
@@ -175,6 +177,10 @@ impl Engine {
         workspace_id: &str,
         execution_id: &str,
     ) -> Result<Arc<Runnable>, RunError> {
+        let key = (workspace_id.to_owned(), execution_id.to_owned());
+        if let Some(runnable) = self.definitions.pinned(&key) {
+            return Ok(runnable);
+        }
         let record = self.store.get_execution(workspace_id, execution_id).await?;
         let record = record.ok_or_else(|| execution_not_found(execution_id))?;
         let version = self
@@ -187,7 +193,9 @@ impl Engine {
                 record.definition_id, record.definition_version
             ))
         })?;
-        self.definitions.runnable(workspace_id, &version, &self.policy)
+        let runnable = self.definitions.runnable(workspace_id, &version, &self.policy)?;
+        self.definitions.remember_pinned(key, runnable.clone());
+        Ok(runnable)
     }
 }
 
