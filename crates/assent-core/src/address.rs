@@ -25,6 +25,26 @@ impl AddressPolicy {
         self.allowed_hosts.iter().any(|listed| canonical_host(listed) == wanted)
     }
 
+    /// The operator's `--webhook-allow` entries: an address or CIDR range exempts those
+    /// addresses from the range rules; a host name is exempt from the named-host rule and
+    /// its answers from the range rules.
+    pub fn with_allow_list(allow_http: bool, entries: &[String]) -> Result<AddressPolicy, String> {
+        let mut policy = AddressPolicy { allow_http, ..AddressPolicy::default() };
+        for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            let looks_like_address = entry.contains('/') || entry.parse::<IpAddr>().is_ok();
+            if looks_like_address {
+                policy.allowed_ranges.push(parse_range(entry)?);
+            } else if Url::parse(&format!("https://{entry}/")).is_ok_and(|u| {
+                matches!(u.host(), Some(Host::Domain(_))) && u.port().is_none() && u.path() == "/"
+            }) {
+                policy.allowed_hosts.push(canonical_host(entry));
+            } else {
+                return Err(format!("{entry:?} is not a host name, an IP address or a CIDR range"));
+            }
+        }
+        Ok(policy)
+    }
+
     fn allows_address(&self, address: IpAddr) -> bool {
         self.allowed_ranges
             .iter()
@@ -282,6 +302,23 @@ mod tests {
 
     fn refusal(raw: &str, policy: &AddressPolicy) -> Option<String> {
         check_url(raw, policy).err().map(|r| r.to_string())
+    }
+
+    #[test]
+    fn allow_lists_sort_names_from_ranges() {
+        let entries: Vec<String> =
+            ["127.0.0.1", "10.0.0.0/8", "Hooks.Example.", "::1", " "].map(String::from).to_vec();
+        let policy = AddressPolicy::with_allow_list(true, &entries).unwrap();
+        assert!(policy.allow_http);
+        assert_eq!(policy.allowed_hosts, vec!["hooks.example".to_owned()]);
+        assert_eq!(policy.allowed_ranges.len(), 3);
+        assert!(check_url("https://10.1.2.3/x", &policy).is_ok());
+        assert!(check_url("https://127.0.0.1:9/x", &policy).is_ok());
+        assert!(check_url("https://127.0.0.2/x", &policy).is_err());
+        for bad in ["10.0.0.0/33", "a b", "https://x.example", "host:80", "x/y"] {
+            let refused = AddressPolicy::with_allow_list(false, &[bad.to_owned()]);
+            assert!(refused.is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

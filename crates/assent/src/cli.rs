@@ -57,6 +57,21 @@ pub struct ServeArgs {
     /// Base URL of the agent runner that agent nodes call (`http://host:port`).
     #[arg(long, env = "ASSENT_AGENT_RUNNER_URL")]
     pub agent_runner_url: Option<String>,
+
+    /// A host name, IP address or CIDR range that webhooks may reach although the address
+    /// rules refuse it (a listed name's answers are not range-checked). Repeatable; the
+    /// variable takes a comma-separated list. The https rule still applies.
+    #[arg(long, env = "ASSENT_WEBHOOK_ALLOW", value_delimiter = ',')]
+    pub webhook_allow: Vec<String>,
+
+    /// A PEM file of CA certificates trusted for webhooks and the agent runner, besides the
+    /// built-in roots.
+    #[arg(long, env = "ASSENT_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
+    /// Let webhooks use plain http. For local development only.
+    #[arg(long, env = "ASSENT_WEBHOOK_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub webhook_allow_http: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +126,9 @@ impl Cli {
             data_dir: self.data_dir.clone(),
             bootstrap: !args.no_bootstrap,
             agent_runner_url: args.agent_runner_url.clone(),
+            webhook_allow: args.webhook_allow.clone(),
+            webhook_ca_file: args.webhook_ca_file.clone(),
+            webhook_allow_http: args.webhook_allow_http,
         }
     }
 }

@@ -7,4 +7,5 @@ pub mod cli;
 pub mod clock;
 pub mod engine;
 pub mod http;
+pub mod outbound;
 pub mod serve;

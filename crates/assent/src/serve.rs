@@ -3,6 +3,7 @@
 use crate::clock::{Clock, SystemClock};
 use crate::engine::{run_timers, AgentRunner};
 use crate::http::{router, AppState};
+use crate::outbound::{Outbound, OutboundOptions, SystemResolver};
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
 use std::future::Future;
@@ -17,6 +18,10 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub bootstrap: bool,
     pub agent_runner_url: Option<String>,
+    /// `--webhook-allow` entries: hosts and CIDR ranges exempt from the address ranges.
+    pub webhook_allow: Vec<String>,
+    pub webhook_ca_file: Option<PathBuf>,
+    pub webhook_allow_http: bool,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -28,17 +33,33 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
-    let agent_runner = match config.agent_runner_url.as_deref() {
-        // TODO(#4): https agent runners, with the TLS client the webhook issue brings.
-        Some(url) if !url.starts_with("http://") => {
-            return Err(
-                format!("--agent-runner-url must be an http:// URL for now, not {url}").into()
-            );
-        }
-        url => url.map(AgentRunner::new),
+    let extra_ca_pem = match &config.webhook_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| {
+            format!("--webhook-ca-file {}: {e}", path.display())
+        })?),
+        None => None,
     };
-    let policy = Arc::new(AddressPolicy::default());
-    let state = AppState::new(Arc::new(store), clock, policy, agent_runner);
+    let agent_runner = config
+        .agent_runner_url
+        .as_deref()
+        .map(|url| AgentRunner::new(url, extra_ca_pem.as_deref()))
+        .transpose()
+        .map_err(|e| format!("--agent-runner-url: {e}"))?;
+    let policy =
+        AddressPolicy::with_allow_list(config.webhook_allow_http, &config.webhook_allow)
+            .map_err(|e| format!("--webhook-allow: {e}"))?;
+    if policy.allow_http {
+        tracing::warn!(
+            "--webhook-allow-http is set: webhooks may be sent over plain http; use this for local development only"
+        );
+    }
+    let outbound = Outbound::new(OutboundOptions {
+        policy: Arc::new(policy),
+        extra_ca_pem,
+        resolver: Arc::new(SystemResolver),
+    })
+    .map_err(|e| format!("--webhook-ca-file: {e}"))?;
+    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
     serve(listener, state, shutdown).await?;
     tracing::info!("assent stopped");

@@ -9,6 +9,7 @@ pub use timers::run_timers;
 pub use work::AgentRunner;
 
 use crate::clock::Clock;
+use crate::outbound::Outbound;
 use assent_core::address::AddressPolicy;
 use assent_core::engine::{self, Command, CommandError, DispatchParams, Effects, ExecutionState};
 use assent_core::ids;
@@ -49,6 +50,7 @@ pub struct Engine {
     pub store: Arc<AnyStore>,
     pub clock: Arc<dyn Clock>,
     policy: Arc<AddressPolicy>,
+    outbound: Outbound,
     definitions: DefinitionCache,
     /// Woken whenever new timers or work may be due, so the timer loop need not poll.
     wake: Arc<Notify>,
@@ -59,13 +61,14 @@ impl Engine {
     pub fn new(
         store: Arc<AnyStore>,
         clock: Arc<dyn Clock>,
-        policy: Arc<AddressPolicy>,
+        outbound: Outbound,
         agent_runner: Option<AgentRunner>,
     ) -> Engine {
         Engine {
             store,
             clock,
-            policy,
+            policy: outbound.policy().clone(),
+            outbound,
             definitions: DefinitionCache::default(),
             wake: Arc::new(Notify::new()),
             agent_runner,

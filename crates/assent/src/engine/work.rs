@@ -51,13 +51,24 @@ pub struct AgentRunner {
 }
 
 impl AgentRunner {
-    pub fn new(base_url: &str) -> AgentRunner {
-        let http = reqwest::Client::builder()
+    /// A runner at `base_url` (`http` or `https`), trusting the built-in roots and the PEM
+    /// certificates in `extra_ca_pem`.
+    pub fn new(base_url: &str, extra_ca_pem: Option<&[u8]>) -> Result<AgentRunner, String> {
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(format!("the agent runner URL must be http:// or https://, not {base_url}"));
+        }
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
             .timeout(AGENT_RUNNER_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        AgentRunner { base_url: base_url.trim_end_matches('/').to_owned(), http }
+            .redirect(reqwest::redirect::Policy::none());
+        for certificate in extra_ca_pem.map(reqwest::Certificate::from_pem_bundle).transpose()
+            .map_err(|e| format!("the CA file holds no usable certificate: {e}"))?
+            .unwrap_or_default()
+        {
+            builder = builder.add_root_certificate(certificate);
+        }
+        let http = builder.build().map_err(|e| format!("the HTTP client: {e}"))?;
+        Ok(AgentRunner { base_url: base_url.trim_end_matches('/').to_owned(), http })
     }
 
     async fn start(&self, request: &AgentRequest) -> WorkOutcome {

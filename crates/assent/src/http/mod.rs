@@ -10,6 +10,7 @@ mod steps;
 
 use crate::clock::Clock;
 use crate::engine::{AgentRunner, Engine};
+use crate::outbound::Outbound;
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
 use axum::extract::Request;
@@ -37,11 +38,11 @@ impl AppState {
     pub fn new(
         store: Arc<AnyStore>,
         clock: Arc<dyn Clock>,
-        address_policy: Arc<AddressPolicy>,
+        outbound: Outbound,
         agent_runner: Option<AgentRunner>,
     ) -> AppState {
-        let engine =
-            Engine::new(store.clone(), clock.clone(), address_policy.clone(), agent_runner);
+        let address_policy = outbound.policy().clone();
+        let engine = Engine::new(store.clone(), clock.clone(), outbound, agent_runner);
         AppState { store, clock, address_policy, engine: Arc::new(engine) }
     }
 }

@@ -3,10 +3,14 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use assent::clock::ManualClock;
 use assent::engine::{AgentRunner, Engine};
 use assent::http::AppState;
+use assent::outbound::{Outbound, OutboundOptions, StaticResolver};
 use assent_core::address::AddressPolicy;
+use receiver::TestCa;
 use assent_store::{AnyStore, NewCredentials, Store};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -25,6 +29,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub creds: NewCredentials,
     pub http: reqwest::Client,
+    /// The names the server's outbound requests can resolve.
+    pub resolver: Arc<StaticResolver>,
     _shutdown: oneshot::Sender<()>,
     _dir: TempDir,
 }
@@ -55,14 +61,39 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server whose agent nodes call the agent runner at `agent_runner_url`.
 pub async fn spawn_app_with(agent_runner_url: Option<&str>) -> TestApp {
+    spawn_app_opts(AppOptions { agent_runner_url, ..AppOptions::default() }).await
+}
+
+/// How a test server is set up beyond the defaults.
+#[derive(Default)]
+pub struct AppOptions<'a> {
+    pub agent_runner_url: Option<&'a str>,
+    /// A CA the server trusts, as `--webhook-ca-file` gives one.
+    pub ca: Option<&'a TestCa>,
+    /// `--webhook-allow` entries.
+    pub allow: &'a [&'a str],
+}
+
+pub async fn spawn_app_opts(options: AppOptions<'_>) -> TestApp {
     let dir = TempDir::new("http");
     let url = format!("sqlite:{}", dir.0.join("assent.db").display());
     let store = Arc::new(AnyStore::open(&url).await.expect("store opens"));
     let clock = Arc::new(ManualClock::new(T0_MS));
     let creds = store.create_workspace("test", T0_MS).await.expect("workspace");
-    let runner = agent_runner_url.map(AgentRunner::new);
-    let policy = Arc::new(AddressPolicy::default());
-    let state = AppState::new(store.clone(), clock.clone(), policy, runner);
+    let ca_pem = options.ca.map(|ca| ca.ca_pem.as_bytes().to_vec());
+    let runner = options
+        .agent_runner_url
+        .map(|url| AgentRunner::new(url, ca_pem.as_deref()).expect("agent runner"));
+    let allow: Vec<String> = options.allow.iter().map(|e| e.to_string()).collect();
+    let policy = AddressPolicy::with_allow_list(false, &allow).expect("allow list");
+    let resolver = Arc::new(StaticResolver::default());
+    let outbound = Outbound::new(OutboundOptions {
+        policy: Arc::new(policy),
+        extra_ca_pem: ca_pem,
+        resolver: resolver.clone(),
+    })
+    .expect("outbound client");
+    let state = AppState::new(store.clone(), clock.clone(), outbound, runner);
     let engine = state.engine.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
@@ -71,7 +102,17 @@ pub async fn spawn_app_with(agent_runner_url: Option<&str>) -> TestApp {
         let _ = stop.await;
     }));
     let http = reqwest::Client::new();
-    TestApp { base_url, engine, store, clock, creds, http, _shutdown: shutdown, _dir: dir }
+    TestApp {
+        base_url,
+        engine,
+        store,
+        clock,
+        creds,
+        http,
+        resolver,
+        _shutdown: shutdown,
+        _dir: dir,
+    }
 }
 
 /// An HTTP answer: its status and its JSON body.
