@@ -1,10 +1,10 @@
 //! [`AnyStore`]: the store a database URL names, SQLite or PostgreSQL.
 
 use crate::{
-    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
-    WorkspaceInfo,
+    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, EventPage, ExecutionChanges,
+    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewCredentials, NewDefinition,
+    PgStore, SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -232,5 +232,50 @@ impl Store for AnyStore {
 
     async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
         delegate!(self.next_timer_due_ms())
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        delegate!(self.claim_due_deliveries(now_ms, lease_ms, limit))
+    }
+
+    async fn finish_delivery_attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: DeliveryAttempt,
+        after: AfterAttempt,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        delegate!(self.finish_delivery_attempt(claimed, attempt, after, now_ms))
+    }
+
+    async fn next_delivery_due_ms(&self) -> StoreResult<Option<i64>> {
+        delegate!(self.next_delivery_due_ms())
+    }
+
+    async fn list_deliveries(
+        &self,
+        workspace_id: &str,
+        filter: DeliveryFilter<'_>,
+    ) -> StoreResult<DeliveryPage> {
+        delegate!(self.list_deliveries(workspace_id, filter))
+    }
+
+    async fn redeliver(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        event_ids: Option<&[String]>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        delegate!(self.redeliver(workspace_id, execution_id, event_ids, now_ms))
+    }
+
+    async fn server_secret(&self, candidate: &str) -> StoreResult<String> {
+        delegate!(self.server_secret(candidate))
     }
 }

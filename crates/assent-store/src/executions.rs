@@ -69,6 +69,8 @@ pub struct ExecutionChanges {
     pub events: Vec<NewEvent>,
     pub timers_set: Vec<TimerSet>,
     pub timers_cleared: Vec<String>,
+    /// Outbound deliveries of some of `events`, written in the same transaction.
+    pub deliveries: Vec<crate::NewDelivery>,
 }
 
 /// A new execution with what its dispatch causes.

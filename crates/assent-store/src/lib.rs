@@ -6,6 +6,7 @@
 
 mod any;
 mod credentials;
+mod deliveries;
 mod executions;
 mod postgres;
 mod shared;
@@ -18,6 +19,10 @@ use tokio::sync::Notify;
 
 pub use any::AnyStore;
 pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
+pub use deliveries::{
+    AfterAttempt, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryPage, DeliveryRecord,
+    DeliveryStatus, NewDelivery,
+};
 pub use executions::{
     ClaimedTimer, DispatchOutcome, EventPage, EventRecord, ExecutionChanges, ExecutionPage,
     ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent, TimerSet,
@@ -300,4 +305,55 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the next timer becomes claimable (its due time, or the end of its lease).
     fn next_timer_due_ms(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
+    /// Claims up to `limit` pending deliveries whose next attempt is due at `now_ms` and
+    /// whose lease has ended, each for `lease_ms`, oldest due first. Only the pending
+    /// delivery with the lowest `seq` of its execution is claimable: an execution's later
+    /// events wait until the earlier ones are delivered or dead, across every process.
+    fn claim_due_deliveries(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ClaimedDelivery>>> + Send;
+
+    /// Records an attempt of a claimed delivery and moves it on (`after`), releasing its
+    /// lease. Writes nothing and answers `false` when the delivery is no longer pending
+    /// with `claimed.attempts` attempts made (a claim whose lease ran out was taken over).
+    fn finish_delivery_attempt(
+        &self,
+        claimed: &ClaimedDelivery,
+        attempt: DeliveryAttempt,
+        after: AfterAttempt,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// When the next pending delivery becomes claimable (its next attempt, or the end of
+    /// its lease, whichever is later).
+    fn next_delivery_due_ms(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
+
+    /// A workspace's deliveries, newest first, with their attempts; `InvalidCursor` for a
+    /// cursor no list gave out.
+    fn list_deliveries(
+        &self,
+        workspace_id: &str,
+        filter: DeliveryFilter<'_>,
+    ) -> impl Future<Output = StoreResult<DeliveryPage>> + Send;
+
+    /// Starts a new round of attempts, the first due at `now_ms`, for deliveries of one
+    /// execution: those of `event_ids` whatever their status (pending ones are left as they
+    /// are), or without ids every dead one. Returns the event ids of the deliveries it
+    /// restarted, in `seq` order. `NotFound` when the execution is not in this workspace or
+    /// one of `event_ids` has no delivery in it.
+    fn redeliver(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+        event_ids: Option<&[String]>,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// The store's server secret (signing callback tokens), made once: the first caller's
+    /// `candidate` is kept and every caller, in every process, gets the kept one.
+    fn server_secret(&self, candidate: &str) -> impl Future<Output = StoreResult<String>> + Send;
 }

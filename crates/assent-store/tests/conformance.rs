@@ -931,6 +931,7 @@ async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
                 events,
                 timers_set: vec![timer("retry", NOW_MS + 1)],
                 timers_cleared: vec!["sla".into()],
+                deliveries: vec![],
             };
             Err::<(ExecutionChanges, ()), _>("refused".to_owned())
         })
@@ -953,6 +954,7 @@ async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
                 ],
                 timers_set: vec![timer("retry", NOW_MS + 100), timer("sla", NOW_MS + 900)],
                 timers_cleared: vec!["sla".into()],
+                deliveries: vec![],
             };
             Ok::<_, ()>((changes, "applied".to_owned()))
         })

@@ -306,14 +306,14 @@ impl Resolve for GuardedResolver {
         let policy = self.policy.clone();
         let resolver = self.resolver.clone();
         Box::pin(async move {
-            let checked = resolve_checked(&policy, resolver.as_ref(), name.as_str()).await.map_err(
-                |failure| -> Box<dyn std::error::Error + Send + Sync> {
+            let checked = resolve_checked(&policy, resolver.as_ref(), name.as_str())
+                .await
+                .map_err(|failure| -> Box<dyn std::error::Error + Send + Sync> {
                     match failure {
                         Failure::Refused(refusal) => Box::new(Refused(refusal)),
                         _ => Box::new(NoAnswer),
                     }
-                },
-            )?;
+                })?;
             let addrs: Addrs = Box::new(checked.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })

@@ -1,7 +1,7 @@
 //! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{run_timers, AgentRunner};
+use crate::engine::{run_deliveries, run_timers, AgentRunner};
 use crate::http::{router, AppState};
 use crate::outbound::{Outbound, OutboundOptions, SystemResolver};
 use assent_core::address::AddressPolicy;
@@ -34,9 +34,10 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
     let extra_ca_pem = match &config.webhook_ca_file {
-        Some(path) => Some(std::fs::read(path).map_err(|e| {
-            format!("--webhook-ca-file {}: {e}", path.display())
-        })?),
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("--webhook-ca-file {}: {e}", path.display()))?,
+        ),
         None => None,
     };
     let agent_runner = config
@@ -45,9 +46,8 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
         .map(|url| AgentRunner::new(url, extra_ca_pem.as_deref()))
         .transpose()
         .map_err(|e| format!("--agent-runner-url: {e}"))?;
-    let policy =
-        AddressPolicy::with_allow_list(config.webhook_allow_http, &config.webhook_allow)
-            .map_err(|e| format!("--webhook-allow: {e}"))?;
+    let policy = AddressPolicy::with_allow_list(config.webhook_allow_http, &config.webhook_allow)
+        .map_err(|e| format!("--webhook-allow: {e}"))?;
     if policy.allow_http {
         tracing::warn!(
             "--webhook-allow-http is set: webhooks may be sent over plain http; use this for local development only"
@@ -74,10 +74,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let timers = tokio::spawn(run_timers(state.engine.clone()));
+    let deliveries = tokio::spawn(run_deliveries(state.engine.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     // A timer cut short here is claimed again once its lease runs out.
     timers.abort();
+    deliveries.abort();
     served
 }
 

@@ -138,4 +138,54 @@ CREATE TABLE timers (
 CREATE INDEX timers_by_claimable_at ON timers (claimable_at_ms);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "outbound deliveries and their attempts, the server secret",
+        sql: r#"
+-- One row per event sent to a webhook. A delivery is claimable when it is pending, due,
+-- not leased, and the lowest pending seq of its execution.
+CREATE TABLE deliveries (
+    delivery_id        BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    workspace_id       TEXT    NOT NULL,
+    execution_id       TEXT    NOT NULL,
+    event_id           TEXT    NOT NULL,
+    seq                BIGINT  NOT NULL,
+    event_type         TEXT    NOT NULL,
+    url                TEXT    NOT NULL,
+    secret             TEXT    NOT NULL,
+    body               TEXT    NOT NULL,
+    status             TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts           BIGINT  NOT NULL DEFAULT 0,
+    round_attempts     BIGINT  NOT NULL DEFAULT 0,
+    next_attempt_at_ms BIGINT  NOT NULL,
+    lease_until_ms     BIGINT  NOT NULL DEFAULT 0,
+    created_at_ms      BIGINT  NOT NULL,
+    updated_at_ms      BIGINT  NOT NULL,
+    UNIQUE (workspace_id, execution_id, seq),
+    FOREIGN KEY (workspace_id, execution_id)
+        REFERENCES executions (workspace_id, execution_id) ON DELETE CASCADE
+);
+CREATE INDEX deliveries_pending_by_due
+    ON deliveries (next_attempt_at_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_pending_by_execution
+    ON deliveries (workspace_id, execution_id, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_newest_first ON deliveries (workspace_id, delivery_id DESC);
+
+CREATE TABLE delivery_attempts (
+    delivery_id  BIGINT  NOT NULL REFERENCES deliveries (delivery_id) ON DELETE CASCADE,
+    attempt      BIGINT  NOT NULL,
+    at_ms        BIGINT  NOT NULL,
+    http_status  BIGINT,
+    error        TEXT,
+    latency_ms   BIGINT  NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
+
+-- Secrets the server makes once per store and every process shares.
+CREATE TABLE server_secrets (
+    name   TEXT NOT NULL PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"#,
+    },
 ];

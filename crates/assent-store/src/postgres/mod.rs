@@ -13,9 +13,10 @@ mod migrations;
 use crate::credentials::SecretKind;
 use crate::executions::ExecutionCursor;
 use crate::{
-    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
+    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, EventPage, ExecutionChanges,
+    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewCredentials, NewDefinition,
+    Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
@@ -434,5 +435,61 @@ impl Store for PgStore {
 
     async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
         in_transaction!(self, |txn| executions::next_timer_due_ms(&txn))
+    }
+
+    async fn claim_due_deliveries(
+        &self,
+        _now_ms: i64,
+        _lease_ms: i64,
+        _limit: u32,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
+        Err(StoreError::Config("deliveries: not yet".into()))
+    }
+
+    async fn finish_delivery_attempt(
+        &self,
+        _claimed: &ClaimedDelivery,
+        _attempt: DeliveryAttempt,
+        _after: AfterAttempt,
+        _now_ms: i64,
+    ) -> StoreResult<bool> {
+        Err(StoreError::Config("deliveries: not yet".into()))
+    }
+
+    async fn next_delivery_due_ms(&self) -> StoreResult<Option<i64>> {
+        Err(StoreError::Config("deliveries: not yet".into()))
+    }
+
+    async fn list_deliveries(
+        &self,
+        _workspace_id: &str,
+        _filter: DeliveryFilter<'_>,
+    ) -> StoreResult<DeliveryPage> {
+        Err(StoreError::Config("deliveries: not yet".into()))
+    }
+
+    async fn redeliver(
+        &self,
+        _workspace_id: &str,
+        _execution_id: &str,
+        _event_ids: Option<&[String]>,
+        _now_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        Err(StoreError::Config("deliveries: not yet".into()))
+    }
+
+    async fn server_secret(&self, candidate: &str) -> StoreResult<String> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO server_secrets (name, value) VALUES ('callback', $1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&candidate],
+            )
+            .await?;
+        let row = client
+            .query_one("SELECT value FROM server_secrets WHERE name = 'callback'", &[])
+            .await?;
+        Ok(row.get(0))
     }
 }

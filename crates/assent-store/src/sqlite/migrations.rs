@@ -137,4 +137,54 @@ CREATE TABLE timers (
 CREATE INDEX timers_by_claimable_at ON timers (claimable_at_ms);
 "#,
     },
+    Migration {
+        version: 3,
+        name: "outbound deliveries and their attempts, the server secret",
+        sql: r#"
+-- One row per event sent to a webhook. A delivery is claimable when it is pending, due,
+-- not leased, and the lowest pending seq of its execution.
+CREATE TABLE deliveries (
+    delivery_id        INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+    workspace_id       TEXT    NOT NULL,
+    execution_id       TEXT    NOT NULL,
+    event_id           TEXT    NOT NULL,
+    seq                INTEGER NOT NULL,
+    event_type         TEXT    NOT NULL,
+    url                TEXT    NOT NULL,
+    secret             TEXT    NOT NULL,
+    body               TEXT    NOT NULL,
+    status             TEXT    NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts           INTEGER NOT NULL DEFAULT 0,
+    round_attempts     INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms INTEGER NOT NULL,
+    lease_until_ms     INTEGER NOT NULL DEFAULT 0,
+    created_at_ms      INTEGER NOT NULL,
+    updated_at_ms      INTEGER NOT NULL,
+    UNIQUE (workspace_id, execution_id, seq),
+    FOREIGN KEY (workspace_id, execution_id)
+        REFERENCES executions (workspace_id, execution_id) ON DELETE CASCADE
+);
+CREATE INDEX deliveries_pending_by_due
+    ON deliveries (next_attempt_at_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_pending_by_execution
+    ON deliveries (workspace_id, execution_id, seq) WHERE status = 'pending';
+CREATE INDEX deliveries_newest_first ON deliveries (workspace_id, delivery_id DESC);
+
+CREATE TABLE delivery_attempts (
+    delivery_id  INTEGER NOT NULL REFERENCES deliveries (delivery_id) ON DELETE CASCADE,
+    attempt      INTEGER NOT NULL,
+    at_ms        INTEGER NOT NULL,
+    http_status  INTEGER,
+    error        TEXT,
+    latency_ms   INTEGER NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
+
+-- Secrets the server makes once per store and every process shares.
+CREATE TABLE server_secrets (
+    name   TEXT NOT NULL PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"#,
+    },
 ];

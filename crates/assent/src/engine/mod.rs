@@ -2,9 +2,11 @@
 //! inside store transactions, and performs the work and timers the core asks for.
 
 mod definitions;
+mod deliveries;
 mod timers;
 mod work;
 
+pub use deliveries::{run_deliveries, signature};
 pub use timers::run_timers;
 pub use work::AgentRunner;
 
@@ -13,7 +15,7 @@ use crate::outbound::Outbound;
 use assent_core::address::AddressPolicy;
 use assent_core::engine::{self, Command, CommandError, DispatchParams, Effects, ExecutionState};
 use assent_core::ids;
-use assent_core::model::{NodeConfig, WebhookAuthMode, WebhookMode};
+use assent_core::model::{DefinitionSpec, NodeConfig, WebhookAuthMode, WebhookMode};
 use assent_core::schema::executions::DispatchRequest;
 use assent_store::{
     AnyStore, DefinitionStatus, DispatchOutcome, ExecutionChanges, ExecutionRecord, ExecutionWrite,
@@ -54,6 +56,8 @@ pub struct Engine {
     definitions: DefinitionCache,
     /// Woken whenever new timers or work may be due, so the timer loop need not poll.
     wake: Arc<Notify>,
+    /// Woken when deliveries may have become claimable.
+    deliveries_wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
 }
 
@@ -71,13 +75,16 @@ impl Engine {
             outbound,
             definitions: DefinitionCache::default(),
             wake: Arc::new(Notify::new()),
+            deliveries_wake: Arc::new(Notify::new()),
             agent_runner,
         }
     }
 
-    /// Tells the timer loop to look again (time moved, or new timers were written).
+    /// Tells the timer and delivery loops to look again (time moved, or new timers or
+    /// deliveries were written).
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.deliveries_wake.notify_one();
     }
 
     /// Starts an execution, or answers a replay of an idempotency key with the original.
@@ -107,7 +114,8 @@ impl Engine {
         )
         .map_err(RunError::Command)?;
         let record = new_record(workspace_id, &state, now_ms)?;
-        let write = ExecutionWrite { record, changes: changes_from(&effects, &state, now_ms) };
+        let changes = changes_from(&effects, &runnable.spec, &state, now_ms);
+        let write = ExecutionWrite { record, changes };
         let outcome = self.store.dispatch_execution(workspace_id, write, None).await;
         match outcome.map_err(|e| definition_error(e, &definition_id))? {
             DispatchOutcome::Created => {
@@ -219,7 +227,6 @@ fn dispatch_params(req: DispatchRequest, definition_version: i64, now_ms: i64) -
         organization_id: req.organization_id,
         document_id: req.document_id,
         folder_id: req.folder_id,
-        // TODO(#4): deliver this run's events here instead of to the definition's webhookConfig.
         webhook: req.webhook,
     }
 }
@@ -246,7 +253,7 @@ fn apply_to_record(
         }
         (Err(e), None) => return Err(RunError::Command(e)),
     };
-    let mut changes = changes_from(&effects, &state, now_ms);
+    let mut changes = changes_from(&effects, &runnable.spec, &state, now_ms);
     if let Some(key) = clear_timer {
         changes.timers_cleared.push(key.to_owned());
     }
@@ -283,8 +290,14 @@ fn new_record(
 }
 
 /// The store's form of a command's effects. Work for the shell is kept as a timer due now,
-/// so that it survives a crash between the commit and the work.
-fn changes_from(effects: &Effects, state: &ExecutionState, now_ms: i64) -> ExecutionChanges {
+/// so that it survives a crash between the commit and the work; events for the webhook
+/// become deliveries.
+fn changes_from(
+    effects: &Effects,
+    spec: &DefinitionSpec,
+    state: &ExecutionState,
+    now_ms: i64,
+) -> ExecutionChanges {
     let events = effects
         .events
         .iter()
@@ -308,7 +321,12 @@ fn changes_from(effects: &Effects, state: &ExecutionState, now_ms: i64) -> Execu
         .collect();
     timers_set.extend(effects.work.iter().map(|item| work::as_timer(item, now_ms)));
     debug_assert!(state.next_seq as usize >= effects.events.len());
-    ExecutionChanges { events, timers_set, timers_cleared: effects.timers_cleared.clone() }
+    ExecutionChanges {
+        events,
+        timers_set,
+        timers_cleared: effects.timers_cleared.clone(),
+        deliveries: deliveries::deliveries_for(&effects.events, spec, state),
+    }
 }
 
 /// DECISIONS §8: an hmac or async webhook node needs a secret, from the dispatch or from the

@@ -55,13 +55,17 @@ impl AgentRunner {
     /// certificates in `extra_ca_pem`.
     pub fn new(base_url: &str, extra_ca_pem: Option<&[u8]>) -> Result<AgentRunner, String> {
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
-            return Err(format!("the agent runner URL must be http:// or https://, not {base_url}"));
+            return Err(format!(
+                "the agent runner URL must be http:// or https://, not {base_url}"
+            ));
         }
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .timeout(AGENT_RUNNER_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none());
-        for certificate in extra_ca_pem.map(reqwest::Certificate::from_pem_bundle).transpose()
+        for certificate in extra_ca_pem
+            .map(reqwest::Certificate::from_pem_bundle)
+            .transpose()
             .map_err(|e| format!("the CA file holds no usable certificate: {e}"))?
             .unwrap_or_default()
         {
