@@ -1,5 +1,6 @@
-//! Words of the execution API that the request schemas and the engine share: execution
-//! statuses, decisions, resolutions and resolve actions, each with its wire name.
+//! Words of the execution API that the request schemas, the engine and the store share:
+//! execution and delivery statuses, decisions, resolutions and resolve actions, each with
+//! its wire name.
 
 /// An enum whose variants travel as fixed strings.
 macro_rules! wire_enum {
@@ -53,6 +54,17 @@ wire_enum! {
         ForceFail = "force-fail",
         ReviewerApprove = "reviewer-approve",
         ReviewerReject = "reviewer-reject",
+    }
+}
+
+wire_enum! {
+    /// Where an outbound event delivery stands.
+    DeliveryStatus { Pending = "pending", Delivered = "delivered", Dead = "dead" }
+}
+
+impl DeliveryStatus {
+    pub fn from_name(name: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.iter().find(|(_, wire)| *wire == name).map(|(s, _)| *s)
     }
 }
 

@@ -177,6 +177,18 @@ impl Outbound {
         Ok(())
     }
 
+    /// The write-time DNS check: refuses a URL only when its named host resolves, within
+    /// `wait`, to an address the rules refuse. A name that does not resolve in time passes,
+    /// as every request checks again.
+    pub async fn check_name_at_write(&self, url: &str, wait: Duration) -> Result<(), Refusal> {
+        let Ok(parsed) = url::Url::parse(url) else { return Ok(()) };
+        let Some(url::Host::Domain(name)) = parsed.host() else { return Ok(()) };
+        match tokio::time::timeout(wait, self.guard.resolve_checked(name)).await {
+            Ok(Err(Failure::Refused(refusal))) => Err(refusal),
+            _ => Ok(()),
+        }
+    }
+
     /// Sends one request under the address rules.
     pub async fn send(&self, request: Request<'_>) -> Result<Answer, Failure> {
         let started = Instant::now();

@@ -1,5 +1,6 @@
 //! Schemas of the execution and step requests: executions dispatch, get, list, cancel and
-//! getEvents; steps recordReviewerDecision, recordAgentResolution, cancel and resolve.
+//! getEvents; steps recordReviewerDecision, recordAgentResolution, cancel and resolve;
+//! and the delivery log's deliveries list and redeliver.
 
 use crate::address::AddressPolicy;
 use crate::ids::{self, KEY_PATTERN};
@@ -7,7 +8,7 @@ use crate::issue::{Issue, Path};
 use crate::schema::check::{Checker, Object, Str};
 use crate::schema::fields::{self, DEFINITION_ID};
 use crate::schema::requests::finish;
-pub use crate::vocab::{Decision, ExecutionStatus, Resolution, ResolveAction};
+pub use crate::vocab::{Decision, DeliveryStatus, ExecutionStatus, Resolution, ResolveAction};
 use serde_json::Value;
 use std::fmt;
 
@@ -41,6 +42,12 @@ pub const EXECUTIONS_PAGE_SIZE_MAX: i64 = 500;
 pub const EXECUTIONS_PAGE_SIZE_DEFAULT: u32 = 50;
 pub const EVENTS_PAGE_SIZE_MAX: i64 = 500;
 pub const EVENTS_PAGE_SIZE_DEFAULT: u32 = 100;
+pub const DELIVERIES_PAGE_SIZE_MAX: i64 = 200;
+pub const DELIVERIES_PAGE_SIZE_DEFAULT: u32 = 50;
+/// Events one redeliver names at most.
+pub const REDELIVER_EVENT_IDS_MAX: usize = 500;
+/// Event ids are `evt_<executionId>_<seq>`.
+const EVENT_ID: Str<'static> = Str::len(1, 256);
 
 /// Largest `sinceSeq`: the largest integer a JavaScript client sends exactly.
 const SEQ_MAX: i64 = (1 << 53) - 1;
@@ -99,6 +106,21 @@ pub struct GetEventsRequest {
     /// Events with a greater `seq` are returned.
     pub since_seq: u64,
     pub page_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListDeliveriesRequest {
+    pub execution_id: Option<String>,
+    pub status: Option<DeliveryStatus>,
+    pub page_size: u32,
+    pub cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedeliverRequest {
+    pub execution_id: String,
+    /// Without ids, every dead-lettered delivery of the execution.
+    pub event_ids: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -277,6 +299,39 @@ pub fn parse_list_executions(body: &Value) -> Result<ListExecutionsRequest, Vec<
         let page_size = page_size(c, obj, EXECUTIONS_PAGE_SIZE_MAX, EXECUTIONS_PAGE_SIZE_DEFAULT);
         let cursor = optional(c, obj, "cursor", LIST_CURSOR);
         Some(ListExecutionsRequest { definition_id, status, page_size: page_size?, cursor })
+    })
+}
+
+/// `deliveries/list`: `{executionId?, status?, pageSize?, cursor?}`.
+pub fn parse_list_deliveries(body: &Value) -> Result<ListDeliveriesRequest, Vec<Issue>> {
+    parse(body, |c, body| {
+        let obj = body_object(c, body, &["executionId", "status", "pageSize", "cursor"])?;
+        let execution_id = optional(c, obj, "executionId", EXECUTION_ID);
+        let status = choice(c, obj, "status", DeliveryStatus::ALL, false);
+        let page_size = page_size(c, obj, DELIVERIES_PAGE_SIZE_MAX, DELIVERIES_PAGE_SIZE_DEFAULT);
+        let cursor = optional(c, obj, "cursor", LIST_CURSOR);
+        Some(ListDeliveriesRequest { execution_id, status, page_size: page_size?, cursor })
+    })
+}
+
+/// `deliveries/redeliver`: `{executionId, eventIds?}`; the ids, when given, are 1–500
+/// distinct event ids.
+pub fn parse_redeliver(body: &Value) -> Result<RedeliverRequest, Vec<Issue>> {
+    parse(body, |c, body| {
+        let obj = body_object(c, body, &["executionId", "eventIds"])?;
+        let execution_id = required(c, obj, "executionId", EXECUTION_ID);
+        let (given, path) = (obj.get("eventIds"), Path::root().key("eventIds"));
+        let event_ids = match given {
+            None => Some(None),
+            given => c.string_list(given, &path, (1, REDELIVER_EVENT_IDS_MAX), EVENT_ID, true).map(
+                |mut ids| {
+                    ids.sort();
+                    ids.dedup();
+                    Some(ids)
+                },
+            ),
+        };
+        Some(RedeliverRequest { execution_id: execution_id?, event_ids: event_ids? })
     })
 }
 

@@ -80,6 +80,11 @@ impl Engine {
         }
     }
 
+    /// The client for addresses users gave.
+    pub fn outbound(&self) -> &Outbound {
+        &self.outbound
+    }
+
     /// Tells the timer and delivery loops to look again (time moved, or new timers or
     /// deliveries were written).
     pub fn wake(&self) {

@@ -3,6 +3,7 @@
 use super::auth::Workspace;
 use super::envelope::{ok, Data};
 use super::error::{ApiError, ApiResult};
+use super::names::{check_names, urls_of};
 use super::AppState;
 use assent_core::schema::definition::Mode;
 use assent_core::schema::requests;
@@ -19,6 +20,7 @@ pub async fn create(
     Data(body): Data,
 ) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Create, &app.address_policy)?;
+    check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
     let id = validated.spec.definition_id.clone();
     let def = new_definition(&body, &validated);
     let now_ms = app.clock.now_ms();
@@ -32,6 +34,7 @@ pub async fn update(
     Data(body): Data,
 ) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Update, &app.address_policy)?;
+    check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
     let id = validated.spec.definition_id.clone();
     let if_version = validated.if_version.unwrap_or_default();
     let def = new_definition(&body, &validated);
@@ -89,6 +92,7 @@ pub async fn validate(
     let as_update = body.get("ifVersion").is_some();
     let mode = if as_update { Mode::Update } else { Mode::Create };
     let validated = validate_definition(&body, mode, &app.address_policy)?;
+    check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
     if let Some(if_version) = validated.if_version {
         let id = &validated.spec.definition_id;
         let found = app.store.get_definition(&ws.0, id).await;

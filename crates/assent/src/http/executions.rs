@@ -3,9 +3,11 @@
 use super::auth::Workspace;
 use super::envelope::{ok, Data};
 use super::error::{ApiError, ApiResult};
+use super::names::{check_names, WrittenUrl};
 use super::AppState;
 use assent_core::engine::{execution_view, Command, ExecutionState};
 use assent_core::ids;
+use assent_core::issue::Path;
 use assent_core::schema::executions as schema;
 use assent_store::{ExecutionRecord, Store};
 use axum::extract::State;
@@ -18,6 +20,11 @@ pub async fn dispatch(
     Data(body): Data,
 ) -> ApiResult<Response> {
     let req = schema::parse_dispatch(&body, &app.address_policy).map_err(ApiError::schema)?;
+    if let Some(webhook) = &req.webhook {
+        let path = Path::root().key("webhookUrl");
+        let url = WrittenUrl { path, field: "webhookUrl", url: webhook.url.clone() };
+        check_names(app.engine.outbound(), vec![url]).await?;
+    }
     let dispatched = app.engine.dispatch(&ws.0, req).await?;
     Ok(ok(json!({
         "executionId": dispatched.execution_id,

@@ -2,10 +2,12 @@
 
 mod auth;
 mod definitions;
+mod deliveries;
 mod envelope;
 mod error;
 mod executions;
 mod health;
+mod names;
 mod steps;
 
 use crate::clock::Clock;
@@ -66,6 +68,8 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/steps/recordAgentResolution", post(steps::record_agent_resolution)),
         ("/steps/cancel", post(steps::cancel)),
         ("/steps/resolve", post(steps::resolve)),
+        ("/deliveries/list", post(deliveries::list)),
+        ("/deliveries/redeliver", post(deliveries::redeliver)),
     ]
 }
 
