@@ -1,8 +1,8 @@
 //! [`AnyStore`]: the store a database URL names, SQLite or PostgreSQL.
 
 use crate::{
-    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, DueSchedule,
+    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
     WorkspaceInfo,
 };
@@ -87,6 +87,10 @@ impl Store for AnyStore {
 
     async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
         delegate!(self.revoke_auth_token(auth_token, now_ms))
+    }
+
+    async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
+        delegate!(self.workspace_of_api_key(api_key))
     }
 
     async fn authenticate(
@@ -232,5 +236,21 @@ impl Store for AnyStore {
 
     async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
         delegate!(self.next_timer_due_ms())
+    }
+
+    async fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> StoreResult<Vec<DueSchedule>>
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static,
+    {
+        delegate!(self.claim_due_schedules(now_ms, limit, next_fire_at))
+    }
+
+    async fn next_schedule_due_ms(&self) -> StoreResult<Option<i64>> {
+        delegate!(self.next_schedule_due_ms())
     }
 }

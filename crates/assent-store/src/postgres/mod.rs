@@ -9,12 +9,13 @@ mod credentials;
 mod definitions;
 mod executions;
 mod migrations;
+mod schedules;
 
 use crate::credentials::SecretKind;
 use crate::executions::ExecutionCursor;
 use crate::{
-    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    AuthOutcome, ClaimedTimer, DefinitionPage, DefinitionRecord, DispatchOutcome, DueSchedule,
+    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use deadpool_postgres::{
@@ -237,6 +238,10 @@ impl Store for PgStore {
         in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, auth_token, now_ms))
     }
 
+    async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
+        in_transaction!(self, |txn| credentials::workspace_of_api_key(&txn, api_key))
+    }
+
     async fn authenticate(
         &self,
         api_key: Option<&str>,
@@ -434,5 +439,21 @@ impl Store for PgStore {
 
     async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
         in_transaction!(self, |txn| executions::next_timer_due_ms(&txn))
+    }
+
+    async fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> StoreResult<Vec<DueSchedule>>
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static,
+    {
+        in_transaction!(self, |txn| schedules::claim_due(&txn, now_ms, limit, next_fire_at))
+    }
+
+    async fn next_schedule_due_ms(&self) -> StoreResult<Option<i64>> {
+        in_transaction!(self, |txn| schedules::next_due_ms(&txn))
     }
 }
