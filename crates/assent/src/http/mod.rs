@@ -6,6 +6,7 @@ mod envelope;
 mod error;
 mod executions;
 mod health;
+mod inbound;
 mod steps;
 
 use crate::clock::Clock;
@@ -46,7 +47,8 @@ impl AppState {
     }
 }
 
-/// Every enveloped endpoint, answered under both `/v1/workflow` and `/v2/workflow`.
+/// Every endpoint, answered under both `/v1/workflow` and `/v2/workflow`; all but the inbound
+/// webhook trigger are enveloped.
 fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/definitions/create", post(definitions::create)),
@@ -65,6 +67,7 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/steps/recordAgentResolution", post(steps::record_agent_resolution)),
         ("/steps/cancel", post(steps::cancel)),
         ("/steps/resolve", post(steps::resolve)),
+        ("/webhook-inbound/trigger", post(inbound::trigger)),
     ]
 }
 
