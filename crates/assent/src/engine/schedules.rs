@@ -1,6 +1,6 @@
 //! Schedule triggers: the entries a definition write puts in the store's schedule index, and
 //! the loop that fires them. The loop claims due schedules (each claim moves its schedule to
-//! the next instant after now, so an instant missed while no server ran is skipped, never
+//! the next instant after now, so instants missed while no server ran are skipped, never
 //! replayed) and starts one run per claimed instant under its `sched:` key, so an instant
 //! reaches at most one run however many processes share the store.
 
@@ -24,6 +24,9 @@ const STARTING_MAX: usize = 16;
 /// The longest the loop sleeps without looking: it covers schedules written by other
 /// processes and clocks that jump.
 const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
+/// An instant claimed more than this after it was due counts as missed (no server ran, or
+/// all were stalled) and is skipped rather than run late.
+const LATE_MAX_MS: i64 = 60_000;
 /// Back-off after the store failed.
 const STORE_RETRY_WAIT: Duration = Duration::from_millis(500);
 
@@ -101,7 +104,7 @@ pub async fn run_schedules(engine: Arc<Engine>) {
             let Ok(permit) = starting.clone().acquire_owned().await else { return };
             let engine = engine.clone();
             tokio::spawn(async move {
-                start(&engine, &due).await;
+                start(&engine, &due, now_ms).await;
                 drop(permit);
             });
         }
@@ -125,7 +128,7 @@ async fn wait_for_next(engine: &Engine) {
     }
 }
 
-async fn start(engine: &Engine, due: &DueSchedule) {
+async fn start(engine: &Engine, due: &DueSchedule, claimed_at_ms: i64) {
     let span = tracing::info_span!(
         "schedule",
         workspace_id = %due.workspace_id,
@@ -133,6 +136,12 @@ async fn start(engine: &Engine, due: &DueSchedule) {
         trigger_id = %due.trigger_id,
         scheduled_at_ms = due.scheduled_at_ms
     );
+    let late_ms = claimed_at_ms - due.scheduled_at_ms;
+    if late_ms > LATE_MAX_MS {
+        let _entered = span.enter();
+        tracing::info!(late_ms, "missed scheduled instant skipped");
+        return;
+    }
     let started = engine.dispatch_scheduled(due).instrument(span.clone()).await;
     let _entered = span.enter();
     match started {

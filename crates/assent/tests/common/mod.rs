@@ -96,10 +96,19 @@ impl Answer {
 }
 
 impl TestApp {
-    /// Moves the server's clock and lets its timer loop look at what became due.
+    /// Moves the server's clock and lets its timer and schedule loops look at what became
+    /// due.
     pub fn advance_ms(&self, delta_ms: i64) {
         self.clock.advance_ms(delta_ms);
         self.engine.wake();
+        self.engine.wake_schedules();
+    }
+
+    /// Sets the server's clock to `now_ms` and lets its loops look at what became due.
+    pub fn set_now_ms(&self, now_ms: i64) {
+        self.clock.set_ms(now_ms);
+        self.engine.wake();
+        self.engine.wake_schedules();
     }
 
     /// POSTs `{"data": data}` to `/v2/workflow/<path>` with this app's credentials.
