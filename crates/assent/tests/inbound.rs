@@ -408,7 +408,10 @@ async fn api_keys_come_from_the_header_or_else_the_query() {
 async fn refusals_have_a_status_and_a_code() {
     let app = app_with(json!([
         { "triggerId": "velt-hook", "inboundWebhook": { "authMode": "hmac", "secret": SECRET } },
-        { "triggerId": "nightly", "schedule": { "cron": "0 3 * * *", "timezone": "UTC", "enabled": true } }
+        {
+            "triggerId": "nightly",
+            "schedule": { "cron": "0 3 * * *", "timezone": "UTC", "enabled": true }
+        }
     ]))
     .await;
     let signed = |body: Vec<u8>| {

@@ -117,7 +117,8 @@ async fn a_skipped_wall_clock_time_fires_once_at_the_shifted_instant() {
     assert_eq!(fired[0]["idempotencyKey"], key.as_str());
     let (context, organization) = context_of(&app, &fired[0]).await;
     let payload = json!({ "report": "nightly", "depth": 2 });
-    let expected = json!({ "schedule": { "triggerId": "nightly", "scheduledAt": shifted, "payload": payload } });
+    let schedule = json!({ "triggerId": "nightly", "scheduledAt": shifted, "payload": payload });
+    let expected = json!({ "schedule": schedule });
     assert_eq!(context, expected);
     assert_eq!(organization.as_deref(), Some("org-7"), "the run takes the definition's scope");
 

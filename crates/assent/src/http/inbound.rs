@@ -65,14 +65,7 @@ async fn accept(
         _ => return Err(Failure::BodyInvalid),
     };
 
-    let named = |key: &str| {
-        let in_body = || body.get(key).and_then(Value::as_str).map(str::to_owned);
-        query.get(key).or_else(in_body).filter(|id| !id.is_empty())
-    };
-    let (definition_id, trigger_id) = match (named("definitionId"), named("triggerId")) {
-        (Some(definition_id), Some(trigger_id)) => (definition_id, trigger_id),
-        _ => return Err(Failure::TriggerUnnamed),
-    };
+    let (definition_id, trigger_id) = trigger_named(&query, &body)?;
     let span = tracing::info_span!(
         "inbound",
         workspace_id = %workspace_id,
@@ -90,8 +83,26 @@ async fn accept(
     let run = app.engine.trigger_inbound(request).instrument(span.clone()).await;
     let run = run.map_err(Failure::Outcome)?;
     let _entered = span.enter();
-    tracing::info!(execution_id = %run.execution_id, deduplicated = run.deduplicated, "run started");
+    let (execution_id, deduplicated) = (&run.execution_id, run.deduplicated);
+    tracing::info!(execution_id = %execution_id, deduplicated, "run started");
     Ok(run)
+}
+
+/// The `definitionId` and `triggerId` the query string gives, else the body's. The query
+/// comes first: it is what the trigger's owner wrote in the webhook's address, while the body
+/// is whatever the source sends.
+fn trigger_named(
+    query: &QueryParams,
+    body: &Map<String, Value>,
+) -> Result<(String, String), Failure> {
+    let named = |key: &str| {
+        let in_body = || body.get(key).and_then(Value::as_str).map(str::to_owned);
+        query.get(key).or_else(in_body).filter(|id| !id.is_empty())
+    };
+    match (named("definitionId"), named("triggerId")) {
+        (Some(definition_id), Some(trigger_id)) => Ok((definition_id, trigger_id)),
+        _ => Err(Failure::TriggerUnnamed),
+    }
 }
 
 /// The workspace of the API key: the header's when it is sent, else the `apiKey` query
