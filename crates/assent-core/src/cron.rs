@@ -1,11 +1,19 @@
 //! Schedule triggers' cron expressions (the standard five fields) and IANA time zone names,
 //! looked up in a time zone database compiled into the binary, so no file is ever read.
 //!
-//! A [`CronSpec`] is a set of civil times; the scheduler walks civil times in the schedule's
-//! zone and asks [`CronSpec::matches_civil`], so the daylight-saving rules live in one place.
+//! A [`CronSpec`] is a set of civil times; [`next_fire_after`] walks civil times in the
+//! schedule's zone and turns them into instants, so the daylight-saving rules live in one
+//! place:
+//!
+//! - A civil time that a forward shift skips (02:30 on a spring-forward night) fires once, at
+//!   the instant it would name had the clock not moved: 03:30 after a one-hour shift.
+//! - A civil time that a backward shift repeats (01:30 on a fall-back night) fires once, at
+//!   its first occurrence.
+//! - Two civil times naming one instant fire once.
 
-use jiff::civil::DateTime;
+use jiff::civil::{Date, DateTime};
 use jiff::tz::{TimeZone, TimeZoneDatabase};
+use jiff::{SignedDuration, Timestamp, ToSpan};
 use std::sync::OnceLock;
 
 /// Longest cron expression accepted, in bytes; real ones are a few dozen.
@@ -36,6 +44,14 @@ const DAY_OF_WEEK: Field = Field {
     max: 7,
     names: &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"],
 };
+
+/// Days [`next_fire_after`] searches ahead: a schedule for February 29th may wait eight
+/// years (2096 to 2104), and every valid expression fires within that.
+const SEARCH_DAYS_MAX: i64 = 8 * 366 + 2;
+
+/// The longest the clock can jump forward in a day, so the earliest civil time whose
+/// forward-shifted instant can still lie ahead is no further back than this.
+const SHIFT_LOOKBACK: SignedDuration = SignedDuration::from_hours(24);
 
 /// Longest month, by month number (February in a leap year).
 const DAYS_IN_MONTH_MAX: [u8; 13] = [0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
@@ -193,6 +209,28 @@ impl CronSpec {
         }
     }
 
+    /// Whether the schedule fires on some minute of `date`.
+    fn fires_on(&self, date: Date) -> bool {
+        let civil = |n: i8| u8::try_from(n).unwrap_or(u8::MAX);
+        let weekday = civil(date.weekday().to_sunday_zero_offset());
+        has(self.months, civil(date.month())) && self.day_matches(civil(date.day()), weekday)
+    }
+
+    /// The civil minutes the schedule names, in order, from `from` (inclusive) through
+    /// [`SEARCH_DAYS_MAX`] days.
+    fn civil_minutes_from(self, from: DateTime) -> impl Iterator<Item = DateTime> {
+        let first_day = from.date();
+        (0..SEARCH_DAYS_MAX)
+            .map_while(move |n| first_day.checked_add(n.days()).ok())
+            .filter(move |day| self.fires_on(*day))
+            .flat_map(move |day| {
+                values_of(self.hours, 23).flat_map(move |hour| {
+                    values_of(self.minutes, 59).map(move |minute| day.at(hour, minute, 0, 0))
+                })
+            })
+            .filter(move |at| *at >= from)
+    }
+
     /// Whether some date satisfies the day and month fields, so the schedule fires at all.
     fn has_a_day(&self) -> bool {
         let weekdays_decide = self.day_of_month_restricted && self.day_of_week_restricted;
@@ -203,6 +241,45 @@ impl CronSpec {
                         .any(|day| has(self.days_of_month, day))
             })
     }
+}
+
+/// The values `0..=max` present in `bits`, as civil-time fields.
+fn values_of(bits: u64, max: i8) -> impl Iterator<Item = i8> {
+    (0..=max).filter(move |&value| has(bits, value as u8))
+}
+
+/// The first instant after `after_ms` (strictly) at which the schedule fires in `zone`, in
+/// epoch milliseconds; `None` when there is none within [`SEARCH_DAYS_MAX`] days or the
+/// time is out of range. Instants before `after_ms` are never returned, so a scheduler that
+/// asks with the current time skips whatever it missed while it was down.
+pub fn next_fire_after(spec: &CronSpec, zone: &TimeZone, after_ms: i64) -> Option<i64> {
+    let after = Timestamp::from_millisecond(after_ms).ok()?;
+    let start = walk_start(zone, after)?;
+    let mut best: Option<(Timestamp, DateTime)> = None;
+    for civil in spec.civil_minutes_from(start) {
+        // Past the civil reading of the best instant, every later civil time is later still.
+        if best.is_some_and(|(_, best_civil)| civil > best_civil) {
+            break;
+        }
+        // `compatible`: a skipped time shifts forward, a repeated one takes its first pass.
+        let Ok(at) = zone.to_ambiguous_timestamp(civil).compatible() else { continue };
+        let earlier_than_best = best.is_none_or(|(best_at, _)| at < best_at);
+        if at > after && earlier_than_best {
+            best = Some((at, zone.to_datetime(at)));
+        }
+    }
+    best.map(|(at, _)| at.as_millisecond())
+}
+
+/// The civil minute the walk starts from: the reading of `after`, moved back by however far
+/// the clock jumped forward in the day before, since a civil time inside that jump fires
+/// later than it reads.
+fn walk_start(zone: &TimeZone, after: Timestamp) -> Option<DateTime> {
+    let day_before = after.checked_sub(SHIFT_LOOKBACK).ok()?;
+    let jumped_s = zone.to_offset(after).seconds() - zone.to_offset(day_before).seconds();
+    let lookback = SignedDuration::from_secs(i64::from(jumped_s.max(0)));
+    let reading = zone.to_datetime(after).checked_sub(lookback).ok()?;
+    reading.with().second(0).subsec_nanosecond(0).build().ok()
 }
 
 /// The time zone database compiled into the binary.
@@ -363,6 +440,126 @@ mod tests {
         assert!(spec.matches_civil(jiff::civil::date(2026, 3, 2).at(9, 0, 59, 0)));
         assert!(!spec.matches_civil(jiff::civil::date(2026, 3, 3).at(9, 0, 0, 0)));
         assert!(!spec.matches_civil(jiff::civil::date(2026, 3, 2).at(9, 1, 0, 0)));
+    }
+
+    /// Epoch milliseconds of an RFC 3339 instant.
+    fn ms(instant: &str) -> i64 {
+        instant.parse::<Timestamp>().unwrap_or_else(|e| panic!("{instant}: {e}")).as_millisecond()
+    }
+
+    fn next(cron: &str, zone: &str, after: &str) -> Option<String> {
+        let spec = parse_cron(cron).unwrap();
+        let zone = time_zone(zone).unwrap();
+        let next_ms = next_fire_after(&spec, &zone, ms(after))?;
+        Some(Timestamp::from_millisecond(next_ms).unwrap().to_string())
+    }
+
+    #[test]
+    fn next_fire_is_strictly_after_the_given_instant() {
+        // (cron, zone, after, next)
+        let cases = [
+            ("0 9 * * *", "UTC", "2026-03-02T08:59:59.999Z", "2026-03-02T09:00:00Z"),
+            ("0 9 * * *", "UTC", "2026-03-02T09:00:00Z", "2026-03-03T09:00:00Z"),
+            ("0 9 * * *", "UTC", "2026-03-02T09:00:30Z", "2026-03-03T09:00:00Z"),
+            ("* * * * *", "UTC", "2026-03-02T09:00:30Z", "2026-03-02T09:01:00Z"),
+            ("0 9 * * MON", "UTC", "2026-03-02T09:00:00Z", "2026-03-09T09:00:00Z"),
+            ("0 0 1 * MON", "UTC", "2026-03-01T00:00:00Z", "2026-03-02T00:00:00Z"),
+            ("0 0 29 2 *", "UTC", "2026-01-01T00:00:00Z", "2028-02-29T00:00:00Z"),
+            ("0 0 29 2 *", "UTC", "2096-03-01T00:00:00Z", "2104-02-29T00:00:00Z"),
+            ("*/15 9-17 * * MON-FRI", "UTC", "2026-03-06T17:45:00Z", "2026-03-09T09:00:00Z"),
+            ("0 9 * * *", "Asia/Kolkata", "2026-03-02T00:00:00Z", "2026-03-02T03:30:00Z"),
+            ("0 9 * * *", "America/New_York", "2026-01-15T12:00:00Z", "2026-01-15T14:00:00Z"),
+            ("0 9 * * *", "America/New_York", "2026-07-15T12:00:00Z", "2026-07-15T13:00:00Z"),
+        ];
+        for (cron, zone, after, expected) in cases {
+            let got = next(cron, zone, after);
+            assert_eq!(got.as_deref(), Some(expected), "{cron} in {zone} after {after}");
+        }
+    }
+
+    /// America/New_York in 2026: 02:00 EST becomes 03:00 EDT on March 8 (07:00Z), and 02:00
+    /// EDT becomes 01:00 EST on November 1 (06:00Z). Europe/Berlin: 02:00 CET becomes 03:00
+    /// CEST on March 29 (01:00Z), and 03:00 CEST becomes 02:00 CET on October 25 (01:00Z).
+    #[test]
+    fn daylight_saving_shifts_neither_skip_nor_double() {
+        let cases = [
+            // A skipped civil time fires once, shifted forward by the jump...
+            ("30 2 * * *", "America/New_York", "2026-03-08T06:00:00Z", "2026-03-08T07:30:00Z"),
+            ("30 2 * * *", "America/New_York", "2026-03-08T07:30:00Z", "2026-03-09T06:30:00Z"),
+            ("30 2 * * *", "Europe/Berlin", "2026-03-29T00:00:00Z", "2026-03-29T01:30:00Z"),
+            ("30 2 * * *", "Europe/Berlin", "2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"),
+            // ...even when asked from inside the hour the jump made.
+            ("50 2 * * *", "America/New_York", "2026-03-08T07:10:00Z", "2026-03-08T07:50:00Z"),
+            // Every minute: the minute after 01:59 EST is 03:00 EDT.
+            ("* * * * *", "America/New_York", "2026-03-08T06:59:00Z", "2026-03-08T07:00:00Z"),
+            ("* * * * *", "America/New_York", "2026-03-08T07:00:00Z", "2026-03-08T07:01:00Z"),
+            // A repeated civil time fires at its first pass only.
+            ("30 1 * * *", "America/New_York", "2026-11-01T04:00:00Z", "2026-11-01T05:30:00Z"),
+            ("30 1 * * *", "America/New_York", "2026-11-01T05:30:00Z", "2026-11-02T06:30:00Z"),
+            ("30 1 * * *", "America/New_York", "2026-11-01T06:10:00Z", "2026-11-02T06:30:00Z"),
+            ("30 2 * * *", "Europe/Berlin", "2026-10-24T23:00:00Z", "2026-10-25T00:30:00Z"),
+            ("30 2 * * *", "Europe/Berlin", "2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"),
+            // Hourly: the repeated 01:00 is not run again, the next run is 02:00 EST.
+            ("0 * * * *", "America/New_York", "2026-11-01T05:00:00Z", "2026-11-01T07:00:00Z"),
+            // Times on either side of a shift are unaffected.
+            ("0 9 * * *", "Europe/Berlin", "2026-03-28T12:00:00Z", "2026-03-29T07:00:00Z"),
+            ("0 9 * * *", "Europe/Berlin", "2026-10-24T12:00:00Z", "2026-10-25T08:00:00Z"),
+        ];
+        for (cron, zone, after, expected) in cases {
+            let got = next(cron, zone, after);
+            assert_eq!(got.as_deref(), Some(expected), "{cron} in {zone} after {after}");
+        }
+    }
+
+    #[test]
+    fn civil_times_naming_one_instant_fire_once_in_order() {
+        // 02:00 is skipped and shifts to 03:00, which is also named; 02:50 shifts to 03:50,
+        // also named. Each instant fires once, in time order, not in civil order.
+        let mut after = ms("2026-03-08T06:59:00Z");
+        let mut fired = Vec::new();
+        let spec = parse_cron("0,50 2,3 * * *").unwrap();
+        let zone = time_zone("America/New_York").unwrap();
+        for _ in 0..3 {
+            after = next_fire_after(&spec, &zone, after).unwrap();
+            fired.push(Timestamp::from_millisecond(after).unwrap().to_string());
+        }
+        assert_eq!(fired, ["2026-03-08T07:00:00Z", "2026-03-08T07:50:00Z", "2026-03-09T06:00:00Z"]);
+    }
+
+    #[test]
+    fn a_year_of_half_hours_fires_each_instant_once() {
+        for zone_name in ["America/New_York", "Europe/Berlin", "Australia/Lord_Howe"] {
+            let spec = parse_cron("*/30 * * * *").unwrap();
+            let zone = time_zone(zone_name).unwrap();
+            let zoned = |civil: &str| {
+                let civil: DateTime = civil.parse().unwrap();
+                zone.to_timestamp(civil).unwrap().as_millisecond()
+            };
+            let (start, end) = (zoned("2026-01-01T00:00"), zoned("2027-01-01T00:00"));
+            let mut fired = Vec::new();
+            let mut after = start - 1;
+            while let Some(at) = next_fire_after(&spec, &zone, after).filter(|&at| at < end) {
+                assert!(at > after, "{zone_name}: {at} after {after}");
+                let civil = zone.to_datetime(Timestamp::from_millisecond(at).unwrap());
+                assert!(spec.matches_civil(civil), "{zone_name}: {civil} is not a named minute");
+                fired.push(at);
+                after = at;
+            }
+            // 365 days of 48 half hours, less the ones a forward jump skips: the skipped
+            // civil times shift onto instants that are fired anyway. (Lord Howe jumps by 30
+            // minutes, New York and Berlin by an hour.)
+            let skipped = if zone_name == "Australia/Lord_Howe" { 1 } else { 2 };
+            assert_eq!(fired.len(), 365 * 48 - skipped, "{zone_name}");
+        }
+    }
+
+    #[test]
+    fn next_fire_out_of_range_is_none() {
+        let spec = parse_cron("* * * * *").unwrap();
+        assert_eq!(next_fire_after(&spec, &TimeZone::UTC, i64::MAX), None);
+        let yearly = parse_cron("0 0 1 1 *").unwrap();
+        let last_year = ms("9999-06-01T00:00:00Z");
+        assert_eq!(next_fire_after(&yearly, &TimeZone::UTC, last_year), None);
     }
 
     #[test]

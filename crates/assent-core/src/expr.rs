@@ -387,7 +387,7 @@ impl Expr {
 }
 
 /// Follows a dot path; a numeric segment indexes an array, any segment keys an object.
-fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
+pub fn lookup<'a>(ctx: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(ctx, |value, segment| match value {
         Value::Object(obj) => obj.get(segment),
         Value::Array(items) => array_index(segment).and_then(|i| items.get(i)),

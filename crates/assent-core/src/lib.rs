@@ -7,6 +7,7 @@ pub mod cron;
 pub mod engine;
 pub mod expr;
 pub mod ids;
+pub mod inbound;
 pub mod issue;
 pub mod lint;
 pub mod model;

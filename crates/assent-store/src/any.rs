@@ -2,9 +2,10 @@
 
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, EventPage, ExecutionChanges,
-    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewCredentials, NewDefinition,
-    PgStore, SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
+    WorkspaceInfo,
 };
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -87,6 +88,10 @@ impl Store for AnyStore {
 
     async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
         delegate!(self.revoke_auth_token(auth_token, now_ms))
+    }
+
+    async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
+        delegate!(self.workspace_of_api_key(api_key))
     }
 
     async fn authenticate(
@@ -277,5 +282,21 @@ impl Store for AnyStore {
 
     async fn server_secret(&self, candidate: &str) -> StoreResult<String> {
         delegate!(self.server_secret(candidate))
+    }
+
+    async fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> StoreResult<Vec<DueSchedule>>
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static,
+    {
+        delegate!(self.claim_due_schedules(now_ms, limit, next_fire_at))
+    }
+
+    async fn next_schedule_due_ms(&self) -> StoreResult<Option<i64>> {
+        delegate!(self.next_schedule_due_ms())
     }
 }

@@ -9,6 +9,7 @@ mod credentials;
 mod deliveries;
 mod executions;
 mod postgres;
+mod schedules;
 mod shared;
 mod sqlite;
 
@@ -28,6 +29,7 @@ pub use executions::{
     ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent, TimerSet,
 };
 pub use postgres::PgStore;
+pub use schedules::{DueSchedule, ScheduleEntry};
 pub use sqlite::SqliteStore;
 
 /// Errors a store operation can end with. The API maps them to statuses in one place.
@@ -70,6 +72,9 @@ pub struct NewDefinition {
     pub definition_id: String,
     pub body: Value,
     pub view: Value,
+    /// Its enabled schedule triggers, which replace the definition's entries in the
+    /// schedule index in the same transaction.
+    pub schedules: Vec<ScheduleEntry>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,6 +167,13 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// The workspace of a live API key, for the endpoints that the key alone opens (the
+    /// inbound webhook trigger, where a trigger's own secret proves the caller).
+    fn workspace_of_api_key(
+        &self,
+        api_key: &str,
+    ) -> impl Future<Output = StoreResult<Option<String>>> + Send;
+
     /// Checks a request's credentials in the order the API reports them.
     fn authenticate(
         &self,
@@ -218,8 +230,9 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<i64>,
     ) -> impl Future<Output = StoreResult<DefinitionPage>> + Send;
 
-    /// Tombstones (or with `purge`, removes with every version) an active definition.
-    /// `InFlight` while it has executions that are pending or running.
+    /// Tombstones (or with `purge`, removes with every version) an active definition, and
+    /// takes its schedules out of the schedule index. `InFlight` while it has executions
+    /// that are pending or running.
     fn delete_definition(
         &self,
         workspace_id: &str,
@@ -356,4 +369,19 @@ pub trait Store: Send + Sync + 'static {
     /// The store's server secret (signing callback tokens), made once: the first caller's
     /// `candidate` is kept and every caller, in every process, gets the kept one.
     fn server_secret(&self, candidate: &str) -> impl Future<Output = StoreResult<String>> + Send;
+    /// Claims up to `limit` schedules due at `now_ms`, across workspaces, earliest first,
+    /// and in the same transaction moves each to the instant `next_fire_at` names (or takes
+    /// it out of the index for `None`). So each instant is claimed once, whichever process
+    /// asks; a claim that is never dispatched is lost, not retried.
+    fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> impl Future<Output = StoreResult<Vec<DueSchedule>>> + Send
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static;
+
+    /// The earliest instant in the schedule index.
+    fn next_schedule_due_ms(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 }

@@ -3,9 +3,9 @@
 //! (each test then gets a database of its own, dropped afterwards).
 
 use assent_store::{
-    AnyStore, AuthOutcome, DefinitionRecord, DefinitionStatus, DispatchOutcome, ExecutionChanges,
-    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewEvent, PgStore,
-    SqliteStore, Store, StoreError, TimerSet,
+    AnyStore, AuthOutcome, DefinitionRecord, DefinitionStatus, DispatchOutcome, DueSchedule,
+    ExecutionChanges, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewEvent,
+    PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -155,6 +155,10 @@ conformance!(
     timers_claimed_once_across_stores,
     lease_expiry_makes_a_timer_claimable_again,
     delete_and_dispatch_take_turns,
+    api_key_names_its_workspace,
+    schedule_index_follows_definition_writes,
+    schedule_claims_advance_and_carry_the_trigger,
+    schedule_instants_claimed_once_across_stores,
 );
 
 /// PostgreSQL only: several processes share one database, so a commit that sets timers must
@@ -194,7 +198,32 @@ fn definition(id: &str, revision: i64) -> NewDefinition {
             "nodes": [{"nodeId": "a", "type": "human"}],
         }),
         view: json!({"name": format!("{id} rev {revision}"), "definitionId": id}),
+        schedules: Vec::new(),
     }
+}
+
+/// A definition with schedule triggers `(triggerId, first fire)`.
+fn scheduled(id: &str, revision: i64, schedules: &[(&str, i64)]) -> NewDefinition {
+    let entry = |&(trigger_id, next_fire_at_ms): &(&str, i64)| ScheduleEntry {
+        trigger_id: trigger_id.to_owned(),
+        cron: "* * * * *".to_owned(),
+        timezone: "Europe/Berlin".to_owned(),
+        payload: json!({"revision": revision}),
+        next_fire_at_ms,
+    };
+    NewDefinition { schedules: schedules.iter().map(entry).collect(), ..definition(id, revision) }
+}
+
+/// Claims what is due at `now_ms`, moving each claimed schedule a minute on; returns
+/// `(definitionId, triggerId, scheduledAt)` of each.
+async fn claim_schedules<S: Store>(
+    store: &S,
+    now_ms: i64,
+    limit: u32,
+) -> Vec<(String, String, i64)> {
+    let next = |due: &DueSchedule| Some(due.scheduled_at_ms + 60_000);
+    let claimed = store.claim_due_schedules(now_ms, limit, next).await.expect("claim");
+    claimed.into_iter().map(|d| (d.definition_id, d.trigger_id, d.scheduled_at_ms)).collect()
 }
 
 fn revision_of(record: &DefinitionRecord) -> &Value {
@@ -1132,4 +1161,121 @@ async fn any_store_opens_by_url() {
         }
         Err(_) => eprintln!("skipped: ASSENT_TEST_POSTGRES_URL is not set"),
     }
+}
+
+async fn api_key_names_its_workspace<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let creds = store.create_workspace("w", NOW_MS).await.unwrap();
+    let found = store.workspace_of_api_key(&creds.api_key).await.unwrap();
+    assert_eq!(found.as_deref(), Some(creds.workspace_id.as_str()));
+    assert_eq!(store.workspace_of_api_key("ak_unknown").await.unwrap(), None);
+    // The auth token is not an API key.
+    assert_eq!(store.workspace_of_api_key(&creds.auth_token).await.unwrap(), None);
+    store.revoke_api_key(&creds.api_key, NOW_MS).await.unwrap();
+    assert_eq!(store.workspace_of_api_key(&creds.api_key).await.unwrap(), None);
+}
+
+async fn schedule_index_follows_definition_writes<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), None);
+    let first = scheduled("d", 1, &[("a", NOW_MS + 1_000), ("b", NOW_MS + 5_000)]);
+    store.create_definition(&ws, first, NOW_MS).await.unwrap();
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 1_000));
+
+    // An update replaces the entries: `a` is gone, `b` moves.
+    let second = scheduled("d", 2, &[("b", NOW_MS + 9_000)]);
+    store.update_definition(&ws, second, 1, NOW_MS).await.unwrap();
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 9_000));
+    assert!(claim_schedules(&store, NOW_MS + 8_999, 10).await.is_empty());
+
+    // A failed write leaves the index as it was.
+    let stale = scheduled("d", 3, &[("c", NOW_MS)]);
+    let conflict = store.update_definition(&ws, stale, 1, NOW_MS).await;
+    assert!(matches!(conflict, Err(StoreError::VersionConflict { .. })), "{conflict:?}");
+    let duplicate = store.create_definition(&ws, scheduled("d", 1, &[("c", NOW_MS)]), NOW_MS);
+    assert!(matches!(duplicate.await, Err(StoreError::AlreadyExists)));
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 9_000));
+
+    // Tombstoning stops them; re-creating starts afresh; purging stops them too.
+    store.delete_definition(&ws, "d", false, NOW_MS).await.unwrap();
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), None);
+    store.create_definition(&ws, scheduled("d", 1, &[("a", NOW_MS + 7)]), NOW_MS).await.unwrap();
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 7));
+    store.delete_definition(&ws, "d", true, NOW_MS).await.unwrap();
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), None);
+    assert!(claim_schedules(&store, i64::MAX, 10).await.is_empty());
+}
+
+async fn schedule_claims_advance_and_carry_the_trigger<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    let def = scheduled("d", 4, &[("every-minute", NOW_MS), ("later", NOW_MS + 120_000)]);
+    store.create_definition(&ws, def, NOW_MS).await.unwrap();
+    store
+        .create_definition(&other, scheduled("e", 1, &[("t", NOW_MS + 30)]), NOW_MS)
+        .await
+        .unwrap();
+
+    let next = |due: &DueSchedule| Some(due.scheduled_at_ms + 60_000);
+    let claimed = store.claim_due_schedules(NOW_MS + 30, 10, next).await.unwrap();
+    let expected = DueSchedule {
+        workspace_id: ws.clone(),
+        definition_id: "d".into(),
+        trigger_id: "every-minute".into(),
+        cron: "* * * * *".into(),
+        timezone: "Europe/Berlin".into(),
+        payload: json!({"revision": 4}),
+        scheduled_at_ms: NOW_MS,
+    };
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert_eq!(claimed[0], expected, "earliest first");
+    assert_eq!(
+        (claimed[1].workspace_id.as_str(), claimed[1].scheduled_at_ms),
+        (&*other, NOW_MS + 30)
+    );
+    assert!(claim_schedules(&store, NOW_MS + 30, 10).await.is_empty(), "claimed instants moved on");
+
+    // Each is due again at the instant it was moved to; `None` takes one out of the index.
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 60_000));
+    let claimed = store.claim_due_schedules(NOW_MS + 60_030, 10, |_| None).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(store.next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 120_000));
+    let later = claim_schedules(&store, NOW_MS + 120_000, 10).await;
+    assert_eq!(later, [("d".to_owned(), "later".to_owned(), NOW_MS + 120_000)]);
+}
+
+async fn schedule_instants_claimed_once_across_stores<B: Backend>(backend: B) {
+    const DEFINITIONS: i64 = 24;
+    const CLAIMERS: usize = 8;
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let ws = new_workspace(&*stores[0], "w").await;
+    for i in 0..DEFINITIONS {
+        let def = scheduled(&format!("d{i}"), 1, &[("t", NOW_MS + i)]);
+        stores[0].create_definition(&ws, def, NOW_MS).await.unwrap();
+    }
+
+    let mut claimers = Vec::new();
+    for c in 0..CLAIMERS {
+        let store = stores[c % 2].clone();
+        claimers.push(tokio::spawn(async move {
+            let mut claimed = Vec::new();
+            loop {
+                let batch = claim_schedules(&*store, NOW_MS + 1_000, 3).await;
+                if batch.is_empty() {
+                    return claimed;
+                }
+                assert!(batch.windows(2).all(|w| w[0].2 <= w[1].2), "earliest first: {batch:?}");
+                claimed.extend(batch);
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    let unique: HashSet<_> = claimed.iter().cloned().collect();
+    assert_eq!(unique.len(), claimed.len(), "an instant was claimed twice");
+    assert_eq!(claimed.len(), DEFINITIONS as usize);
+    assert_eq!(stores[1].next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 60_000));
 }

@@ -1,7 +1,7 @@
 //! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{run_deliveries, run_timers, AgentRunner};
+use crate::engine::{run_deliveries, run_schedules, run_timers, AgentRunner};
 use crate::http::{router, AppState};
 use crate::outbound::{Outbound, OutboundOptions, SystemResolver};
 use assent_core::address::AddressPolicy;
@@ -75,11 +75,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let timers = tokio::spawn(run_timers(state.engine.clone()));
     let deliveries = tokio::spawn(run_deliveries(state.engine.clone()));
+    let schedules = tokio::spawn(run_schedules(state.engine.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     // A timer cut short here is claimed again once its lease runs out.
     timers.abort();
     deliveries.abort();
+    // An instant claimed but not yet started is lost, as one missed while down would be.
+    schedules.abort();
     served
 }
 

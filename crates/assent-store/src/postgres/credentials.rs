@@ -119,6 +119,20 @@ pub(super) async fn revoke_secret(
     Ok(())
 }
 
+pub(super) async fn workspace_of_api_key(
+    txn: &Transaction<'_>,
+    api_key: &str,
+) -> StoreResult<Option<String>> {
+    let row = query_opt(
+        txn,
+        "SELECT workspace_id FROM api_keys
+          WHERE secret_hash = $1 AND revoked_at_ms IS NULL",
+        &[&secret_hash(api_key)],
+    )
+    .await?;
+    Ok(row.map(|row| row.try_get(0)).transpose()?)
+}
+
 pub(super) async fn authenticate(
     txn: &Transaction<'_>,
     api_key: Option<&str>,

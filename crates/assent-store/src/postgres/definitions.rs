@@ -6,7 +6,7 @@
 //! whose write is yet to commit. Delete locks only the definition row; no write takes the
 //! two locks in the other order.
 
-use super::{execute, query, query_opt};
+use super::{execute, query, query_opt, schedules};
 use crate::shared::{page_size_bounded, CURSOR_START};
 use crate::{
     DefinitionPage, DefinitionRecord, DefinitionStatus, NewDefinition, StoreError, StoreResult,
@@ -73,6 +73,7 @@ pub(super) async fn create_definition(
         other => other?,
     };
     insert_version(txn, workspace_id, &record).await?;
+    schedules::replace(txn, workspace_id, &record.definition_id, &def.schedules).await?;
     Ok(record)
 }
 
@@ -123,6 +124,7 @@ pub(super) async fn update_definition(
         view: def.view,
     };
     insert_version(txn, workspace_id, &record).await?;
+    schedules::replace(txn, workspace_id, &record.definition_id, &def.schedules).await?;
     Ok(record)
 }
 
@@ -209,6 +211,7 @@ pub(super) async fn delete_definition(
         return Err(StoreError::InFlight);
     }
 
+    schedules::remove(txn, workspace_id, definition_id).await?;
     if purge {
         return remove(txn, workspace_id, definition_id).await;
     }

@@ -9,14 +9,15 @@ mod credentials;
 mod definitions;
 mod executions;
 mod migrations;
+mod schedules;
 
 use crate::credentials::SecretKind;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, EventPage, ExecutionChanges,
-    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewCredentials, NewDefinition,
-    Store, StoreError, StoreResult, WorkspaceInfo,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
@@ -236,6 +237,10 @@ impl Store for PgStore {
     async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
         let kind = SecretKind::AuthToken;
         in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, auth_token, now_ms))
+    }
+
+    async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
+        in_transaction!(self, |txn| credentials::workspace_of_api_key(&txn, api_key))
     }
 
     async fn authenticate(
@@ -491,5 +496,21 @@ impl Store for PgStore {
             .query_one("SELECT value FROM server_secrets WHERE name = 'callback'", &[])
             .await?;
         Ok(row.get(0))
+    }
+
+    async fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> StoreResult<Vec<DueSchedule>>
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static,
+    {
+        in_transaction!(self, |txn| schedules::claim_due(&txn, now_ms, limit, next_fire_at))
+    }
+
+    async fn next_schedule_due_ms(&self) -> StoreResult<Option<i64>> {
+        in_transaction!(self, |txn| schedules::next_due_ms(&txn))
     }
 }

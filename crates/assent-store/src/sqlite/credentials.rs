@@ -106,6 +106,19 @@ pub(super) fn revoke_secret(
     Ok(())
 }
 
+pub(super) fn workspace_of_api_key(
+    conn: &Connection,
+    api_key: &str,
+) -> StoreResult<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT workspace_id FROM api_keys
+              WHERE secret_hash = ?1 AND revoked_at_ms IS NULL",
+        )?
+        .query_row([secret_hash(api_key)], |row| row.get(0))
+        .optional()?)
+}
+
 pub(super) fn authenticate(
     conn: &Connection,
     api_key: Option<&str>,

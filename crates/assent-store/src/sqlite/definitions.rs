@@ -1,5 +1,6 @@
 //! Definitions and their versions in SQLite. Mirrors `postgres/definitions.rs`.
 
+use super::schedules;
 use crate::shared::{page_size_bounded, CURSOR_START};
 use crate::{
     DefinitionPage, DefinitionRecord, DefinitionStatus, NewDefinition, StoreError, StoreResult,
@@ -51,6 +52,7 @@ pub(super) fn create_definition(
         record.view.to_string(),
     ])?;
     insert_version(conn, workspace_id, &record)?;
+    schedules::replace(conn, workspace_id, &record.definition_id, &def.schedules)?;
     Ok(record)
 }
 
@@ -104,6 +106,7 @@ pub(super) fn update_definition(
         view: def.view,
     };
     insert_version(conn, workspace_id, &record)?;
+    schedules::replace(conn, workspace_id, &record.definition_id, &def.schedules)?;
     Ok(record)
 }
 
@@ -190,6 +193,7 @@ pub(super) fn delete_definition(
         return Err(StoreError::InFlight);
     }
 
+    schedules::remove(conn, workspace_id, definition_id)?;
     if purge {
         return remove(conn, workspace_id, definition_id);
     }

@@ -185,6 +185,24 @@ CREATE TABLE server_secrets (
     name   TEXT NOT NULL PRIMARY KEY,
     value  TEXT NOT NULL
 );
+    Migration {
+        version: 4,
+        name: "schedule index",
+        sql: r#"
+-- The enabled schedule triggers of active definitions, rewritten with each definition write.
+CREATE TABLE schedules (
+    workspace_id    TEXT    NOT NULL,
+    definition_id   TEXT    NOT NULL,
+    trigger_id      TEXT    NOT NULL,
+    cron            TEXT    NOT NULL,
+    timezone        TEXT    NOT NULL,
+    payload         TEXT    NOT NULL,
+    next_fire_at_ms INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, definition_id, trigger_id),
+    FOREIGN KEY (workspace_id, definition_id)
+        REFERENCES definitions (workspace_id, definition_id) ON DELETE CASCADE
+);
+CREATE INDEX schedules_by_next_fire ON schedules (next_fire_at_ms);
 "#,
     },
 ];

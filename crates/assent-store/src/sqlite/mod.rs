@@ -8,15 +8,16 @@ mod credentials;
 mod definitions;
 mod executions;
 mod migrations;
+mod schedules;
 mod writer;
 
 use crate::credentials::SecretKind;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, EventPage, ExecutionChanges,
-    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewCredentials, NewDefinition,
-    Store, StoreError, StoreResult, WorkspaceInfo,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -269,6 +270,11 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
+        let api_key = api_key.to_owned();
+        self.read(move |conn| credentials::workspace_of_api_key(conn, &api_key)).await
+    }
+
     async fn authenticate(
         &self,
         api_key: Option<&str>,
@@ -512,6 +518,22 @@ impl Store for SqliteStore {
     async fn server_secret(&self, candidate: &str) -> StoreResult<String> {
         let candidate = candidate.to_owned();
         self.write(move |conn| server_secret(conn, &candidate)).await
+    }
+
+    async fn claim_due_schedules<F>(
+        &self,
+        now_ms: i64,
+        limit: u32,
+        next_fire_at: F,
+    ) -> StoreResult<Vec<DueSchedule>>
+    where
+        F: Fn(&DueSchedule) -> Option<i64> + Send + 'static,
+    {
+        self.write(move |conn| schedules::claim_due(conn, now_ms, limit, next_fire_at)).await
+    }
+
+    async fn next_schedule_due_ms(&self) -> StoreResult<Option<i64>> {
+        self.read(schedules::next_due_ms).await
     }
 }
 

@@ -3,11 +3,15 @@
 
 mod definitions;
 mod deliveries;
+mod schedules;
 mod timers;
+mod triggers;
 mod work;
 
 pub use deliveries::{run_deliveries, signature};
+pub use schedules::{run_schedules, schedule_entries};
 pub use timers::run_timers;
+pub use triggers::{Inbound, InboundOutcome};
 pub use work::AgentRunner;
 
 use crate::clock::Clock;
@@ -59,6 +63,8 @@ pub struct Engine {
     /// Woken when deliveries may have become claimable.
     deliveries_wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
+    /// Woken when schedules may have changed or come due, for the schedule loop.
+    schedules_wake: Arc<Notify>,
 }
 
 impl Engine {
@@ -77,6 +83,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             deliveries_wake: Arc::new(Notify::new()),
             agent_runner,
+            schedules_wake: Arc::new(Notify::new()),
         }
     }
 
@@ -97,6 +104,17 @@ impl Engine {
         &self,
         workspace_id: &str,
         req: DispatchRequest,
+    ) -> Result<Dispatched, RunError> {
+        self.dispatch_keyed(workspace_id, req, None).await
+    }
+
+    /// [`Engine::dispatch`], keeping the idempotency key until `key_expires_at_ms` when given
+    /// (the keys triggers make) rather than as long as the execution.
+    async fn dispatch_keyed(
+        &self,
+        workspace_id: &str,
+        req: DispatchRequest,
+        key_expires_at_ms: Option<i64>,
     ) -> Result<Dispatched, RunError> {
         let now_ms = self.clock.now_ms();
         if let Some(key) = &req.idempotency_key {
@@ -121,7 +139,7 @@ impl Engine {
         let record = new_record(workspace_id, &state, now_ms)?;
         let changes = changes_from(&effects, &runnable.spec, &state, now_ms);
         let write = ExecutionWrite { record, changes };
-        let outcome = self.store.dispatch_execution(workspace_id, write, None).await;
+        let outcome = self.store.dispatch_execution(workspace_id, write, key_expires_at_ms).await;
         match outcome.map_err(|e| definition_error(e, &definition_id))? {
             DispatchOutcome::Created => {
                 let key = (workspace_id.to_owned(), state.execution_id.clone());

@@ -5,6 +5,7 @@ use super::envelope::{ok, Data};
 use super::error::{ApiError, ApiResult};
 use super::names::{check_names, urls_of};
 use super::AppState;
+use crate::engine::schedule_entries;
 use assent_core::schema::definition::Mode;
 use assent_core::schema::requests;
 use assent_core::validate::{validate_definition, Validated};
@@ -22,10 +23,12 @@ pub async fn create(
     let validated = validate_definition(&body, Mode::Create, &app.address_policy)?;
     check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
     let id = validated.spec.definition_id.clone();
-    let def = new_definition(&body, &validated);
     let now_ms = app.clock.now_ms();
+    let def = new_definition(&body, &validated, now_ms);
     let record = app.store.create_definition(&ws.0, def, now_ms).await;
-    Ok(ok(view(&record.map_err(|e| ApiError::store(e, &id))?)))
+    let record = record.map_err(|e| ApiError::store(e, &id))?;
+    app.engine.wake_schedules();
+    Ok(ok(view(&record)))
 }
 
 pub async fn update(
@@ -37,10 +40,12 @@ pub async fn update(
     check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
     let id = validated.spec.definition_id.clone();
     let if_version = validated.if_version.unwrap_or_default();
-    let def = new_definition(&body, &validated);
     let now_ms = app.clock.now_ms();
+    let def = new_definition(&body, &validated, now_ms);
     let record = app.store.update_definition(&ws.0, def, if_version, now_ms).await;
-    Ok(ok(view(&record.map_err(|e| ApiError::store(e, &id))?)))
+    let record = record.map_err(|e| ApiError::store(e, &id))?;
+    app.engine.wake_schedules();
+    Ok(ok(view(&record)))
 }
 
 pub async fn get(
@@ -78,6 +83,7 @@ pub async fn delete(
     let now_ms = app.clock.now_ms();
     let deleted = app.store.delete_definition(&ws.0, &id, req.purge, now_ms).await;
     deleted.map_err(|e| ApiError::store(e, &id))?;
+    app.engine.wake_schedules();
     Ok(ok(json!({ "deleted": true, "purged": req.purge, "definitionId": id })))
 }
 
@@ -125,11 +131,13 @@ pub async fn get_version(
     Ok(ok(view(&record)))
 }
 
-fn new_definition(body: &Value, validated: &Validated) -> NewDefinition {
+/// What the store writes: the body, its view, and its schedules as of `now_ms`.
+fn new_definition(body: &Value, validated: &Validated, now_ms: i64) -> NewDefinition {
     NewDefinition {
         definition_id: validated.spec.definition_id.clone(),
         body: stored_body(body),
         view: view_parts(body, &validated.spec, &validated.compiled),
+        schedules: schedule_entries(&validated.spec, now_ms),
     }
 }
 

@@ -198,7 +198,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn new_request_id() -> String {
+pub(super) fn new_request_id() -> String {
     let mut bytes = [0u8; 8];
     // A request id only correlates a log line with a response; a fixed id is better than
     // failing the error path if the random source is unavailable.

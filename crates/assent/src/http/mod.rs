@@ -7,6 +7,7 @@ mod envelope;
 mod error;
 mod executions;
 mod health;
+mod inbound;
 mod names;
 mod steps;
 
@@ -49,7 +50,8 @@ impl AppState {
     }
 }
 
-/// Every enveloped endpoint, answered under both `/v1/workflow` and `/v2/workflow`.
+/// Every endpoint, answered under both `/v1/workflow` and `/v2/workflow`; all but the inbound
+/// webhook trigger are enveloped.
 fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/definitions/create", post(definitions::create)),
@@ -70,6 +72,7 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/steps/resolve", post(steps::resolve)),
         ("/deliveries/list", post(deliveries::list)),
         ("/deliveries/redeliver", post(deliveries::redeliver)),
+        ("/webhook-inbound/trigger", post(inbound::trigger)),
     ]
 }
 

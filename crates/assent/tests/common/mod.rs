@@ -64,6 +64,16 @@ pub async fn spawn_app_with(agent_runner_url: Option<&str>) -> TestApp {
     spawn_app_opts(AppOptions { agent_runner_url, ..AppOptions::default() }).await
 }
 
+/// An outbound client under the default address rules, resolving no names.
+pub fn plain_outbound() -> Outbound {
+    Outbound::new(OutboundOptions {
+        policy: Arc::new(AddressPolicy::default()),
+        extra_ca_pem: None,
+        resolver: Arc::new(StaticResolver::default()),
+    })
+    .expect("outbound client")
+}
+
 /// How a test server is set up beyond the defaults.
 #[derive(Default)]
 pub struct AppOptions<'a> {
@@ -137,10 +147,19 @@ impl Answer {
 }
 
 impl TestApp {
-    /// Moves the server's clock and lets its timer loop look at what became due.
+    /// Moves the server's clock and lets its timer and schedule loops look at what became
+    /// due.
     pub fn advance_ms(&self, delta_ms: i64) {
         self.clock.advance_ms(delta_ms);
         self.engine.wake();
+        self.engine.wake_schedules();
+    }
+
+    /// Sets the server's clock to `now_ms` and lets its loops look at what became due.
+    pub fn set_now_ms(&self, now_ms: i64) {
+        self.clock.set_ms(now_ms);
+        self.engine.wake();
+        self.engine.wake_schedules();
     }
 
     /// POSTs `{"data": data}` to `/v2/workflow/<path>` with this app's credentials.
