@@ -186,6 +186,8 @@ CREATE TABLE server_secrets (
     name   TEXT NOT NULL PRIMARY KEY,
     value  TEXT NOT NULL
 );
+"#,
+    },
     Migration {
         version: 4,
         name: "schedule index",
