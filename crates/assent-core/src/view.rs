@@ -1,5 +1,6 @@
 //! The public view of a definition. Nodes, edges, groups and triggers are echoed as they
-//! were written; `webhookConfig` is write-only and never part of a view.
+//! were written, except secrets: `webhookConfig` and the `secret` of an inbound-webhook
+//! trigger are write-only and never part of a view.
 
 use crate::compile::Compiled;
 use crate::model::DefinitionSpec;
@@ -21,10 +22,20 @@ pub fn view_parts(body: &Value, spec: &DefinitionSpec, compiled: &Compiled) -> V
         "edges": authored("edges"),
         "groups": authored("groups"),
         "compiled": compiled.to_json(),
-        "triggers": authored("triggers"),
+        "triggers": without_trigger_secrets(authored("triggers")),
         "tags": authored("tags"),
         "custom": authored("custom"),
     })
+}
+
+/// The triggers with each `inboundWebhook.secret` left out.
+fn without_trigger_secrets(mut triggers: Value) -> Value {
+    for trigger in triggers.as_array_mut().into_iter().flatten() {
+        if let Some(inbound) = trigger.get_mut("inboundWebhook").and_then(Value::as_object_mut) {
+            inbound.remove("secret");
+        }
+    }
+    triggers
 }
 
 /// Where a definition stands in its lifecycle, as a view reports it.
@@ -61,4 +72,21 @@ pub fn stored_body(request: &Value) -> Value {
         obj.remove("ifVersion");
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbound_secrets_stay_out_of_views() {
+        let triggers = json!([
+            { "triggerId": "a", "inboundWebhook": { "authMode": "hmac", "secret": "s3cret-s3cret-s3cret" } },
+            { "triggerId": "b", "schedule": { "cron": "* * * * *", "timezone": "UTC", "enabled": true } },
+        ]);
+        let shown = without_trigger_secrets(triggers);
+        assert_eq!(shown[0]["inboundWebhook"], json!({ "authMode": "hmac" }));
+        assert_eq!(shown[1]["schedule"]["cron"], "* * * * *");
+        assert_eq!(without_trigger_secrets(Value::Null), Value::Null);
+    }
 }
