@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::receiver::{signature_holds, Receiver, TestCa};
 use common::{example, Answer, TempDir};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -125,6 +126,55 @@ async fn a_decision_at_b_completes_an_execution_dispatched_at_a(a: &Api, b: &Api
     let view = until_settled(a, &id).await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(node_ids(&view), ["manager", "legal", "publish"]);
+}
+
+/// Executions whose events two servers on one database deliver to one receiver.
+const SHARED_DELIVERY_EXECUTIONS: usize = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_deliver_each_event_once_and_in_order() {
+    let Some(backing) = Backing::postgres("deliver").await else { return };
+    let creds = backing.create_workspace();
+    let ca = TestCa::new();
+    let receiver = Receiver::start(&ca).await;
+    let ca_file = ca.ca_file.display().to_string();
+    let flags = ["--webhook-allow", "127.0.0.1", "--webhook-ca-file", ca_file.as_str()];
+    let (server_a, server_b) = (backing.serve_with(&flags), backing.serve_with(&flags));
+    let (a, b) = (Api::new(&server_a, &creds), Api::new(&server_b, &creds));
+    let secret = "shared-delivery-secret";
+    let mut definition = example(DEFINITION_ID);
+    definition["webhookConfig"] =
+        json!({ "url": format!("{}/hook", receiver.url), "secret": secret });
+    a.result("definitions/create", definition).await;
+
+    let mut ids = Vec::new();
+    for i in 0..SHARED_DELIVERY_EXECUTIONS {
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let dispatched =
+            first.result("executions/dispatch", json!({ "definitionId": DEFINITION_ID }));
+        let id = text(&dispatched.await["executionId"]);
+        decide(second, &id, "manager", "approve").await.result();
+        decide(first, &id, "legal", "approve").await.result();
+        ids.push(id);
+    }
+    let mut expected: HashMap<String, Vec<i64>> = HashMap::new();
+    for id in &ids {
+        until_settled(&a, id).await;
+        let events = a.result("executions/getEvents", json!({ "executionId": id })).await;
+        let seqs = events["events"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap());
+        expected.insert(id.clone(), seqs.collect());
+    }
+    let total = expected.values().map(Vec::len).sum();
+    let received = receiver.wait_for(total).await;
+    receiver.assert_quiet(total, Duration::from_millis(500)).await;
+
+    let mut got: HashMap<String, Vec<i64>> = HashMap::new();
+    for request in &received {
+        assert!(signature_holds(secret, &request.body, request.header("x-velt-signature")));
+        let body = request.json();
+        got.entry(text(&body["executionId"])).or_default().push(body["seq"].as_i64().unwrap());
+    }
+    assert_eq!(got, expected, "each event once, in seq order, whichever server sent it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,8 +563,13 @@ impl Backing {
 
     /// `assent serve --no-bootstrap` on this store, listening.
     fn serve(&self) -> Server {
+        self.serve_with(&[])
+    }
+
+    /// `serve` with more options.
+    fn serve_with(&self, flags: &[&str]) -> Server {
         let mut cmd = self.assent();
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"]);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"]).args(flags);
         let mut server = Server::spawn(cmd);
         server.wait_listening();
         server
