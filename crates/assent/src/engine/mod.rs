@@ -1,11 +1,14 @@
 //! The engine's shell: it loads definitions, generates ids, runs the core's state machine
 //! inside store transactions, and performs the work and timers the core asks for.
 
+mod callbacks;
 mod definitions;
 mod deliveries;
 mod timers;
+mod webhook;
 mod work;
 
+pub use callbacks::{CallbackClaims, CallbackRefusal};
 pub use deliveries::{run_deliveries, signature};
 pub use timers::run_timers;
 pub use work::AgentRunner;
@@ -59,6 +62,7 @@ pub struct Engine {
     /// Woken when deliveries may have become claimable.
     deliveries_wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
+    callbacks: callbacks::Callbacks,
 }
 
 impl Engine {
@@ -77,6 +81,7 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             deliveries_wake: Arc::new(Notify::new()),
             agent_runner,
+            callbacks: callbacks::Callbacks::default(),
         }
     }
 
