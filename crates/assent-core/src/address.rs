@@ -85,6 +85,24 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
+impl Refusal {
+    /// A short name of the rule that refused, for error codes: `https-only`, `userinfo`,
+    /// `named-host`, `malformed-url`, or the range's name (`loopback`, `private`,
+    /// `link-local`, `shared-address-space`, …).
+    pub fn rule(&self) -> String {
+        match self {
+            Refusal::Malformed => "malformed-url".into(),
+            Refusal::Scheme => "https-only".into(),
+            Refusal::Userinfo => "userinfo".into(),
+            Refusal::NamedHost(_) => "named-host".into(),
+            Refusal::Range { range, .. } => {
+                let name = range.split_once(", ").map_or(*range, |(_, name)| name);
+                name.to_ascii_lowercase().replace(' ', "-")
+            }
+        }
+    }
+}
+
 /// Checks a URL without DNS: scheme, credentials, named hosts, and literal addresses in every
 /// spelling a URL parser accepts. Returns the parsed URL.
 ///
@@ -517,6 +535,23 @@ mod tests {
         assert_eq!(check_url("http://93.184.216.34/", &policy).unwrap_err(), Refusal::Scheme);
         assert!(check_url("https://10.0.0.1/", &policy).is_ok(), "0.0.0.0/0 allows all IPv4");
         assert!(check_url("https://[::1]/", &policy).is_err(), "but no IPv6");
+    }
+
+    #[test]
+    fn refusals_name_their_rule() {
+        let policy = AddressPolicy::default();
+        let cases = [
+            ("http://example.com/", "https-only"),
+            ("https://u:p@example.com/", "userinfo"),
+            ("https://localhost/", "named-host"),
+            ("https://127.0.0.1/", "loopback"),
+            ("https://10.1.2.3/", "private"),
+            ("https://100.64.0.1/", "shared-address-space"),
+            ("https://[::ffff:169.254.0.1]/", "link-local"),
+        ];
+        for (raw, rule) in cases {
+            assert_eq!(check_url(raw, &policy).unwrap_err().rule(), rule, "{raw}");
+        }
     }
 
     #[test]

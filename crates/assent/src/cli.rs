@@ -69,6 +69,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ASSENT_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
+    /// The base URL at which webhook endpoints reach this server, for the callback URL of
+    /// async webhook nodes (`https://assent.example.com`, a path prefix allowed). Defaults to
+    /// `http://<listen address>`.
+    #[arg(long, env = "ASSENT_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
     /// Let webhooks use plain http. For local development only.
     #[arg(long, env = "ASSENT_WEBHOOK_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub webhook_allow_http: bool,
@@ -129,6 +135,7 @@ impl Cli {
             webhook_allow: args.webhook_allow.clone(),
             webhook_ca_file: args.webhook_ca_file.clone(),
             webhook_allow_http: args.webhook_allow_http,
+            public_url: args.public_url.clone(),
         }
     }
 }

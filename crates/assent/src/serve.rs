@@ -22,10 +22,13 @@ pub struct ServeConfig {
     pub webhook_allow: Vec<String>,
     pub webhook_ca_file: Option<PathBuf>,
     pub webhook_allow_http: bool,
+    /// `--public-url`: the base of the callback URL handed to async webhook endpoints.
+    pub public_url: Option<String>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
+    let public_url = config.public_url.as_deref().map(public_url).transpose()?;
     let store = AnyStore::open(&config.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if config.bootstrap {
@@ -60,19 +63,51 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     })
     .map_err(|e| format!("--webhook-ca-file: {e}"))?;
     let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
+    if let Some(url) = &public_url {
+        state.engine.set_public_url(url);
+    }
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
     serve(listener, state, shutdown).await?;
     tracing::info!("assent stopped");
     Ok(())
 }
 
+/// `--public-url`: an absolute `http` or `https` URL without a query; its trailing slash
+/// is dropped.
+fn public_url(raw: &str) -> Result<String, String> {
+    let invalid = |why: &str| format!("--public-url {raw}: {why}");
+    let url = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid("must be an absolute http:// or https:// URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("must not have a query or a fragment"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then lets requests in flight
-/// finish.
+/// finish. Without a public URL set, callbacks go to `http://<listen address>`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let local = listener.local_addr()?;
+    if state.engine.callback_url().is_none() {
+        if local.ip().is_unspecified() {
+            tracing::warn!(
+                "async webhook callbacks go to http://{local}, an address endpoints cannot \
+                 reach; set --public-url"
+            );
+        }
+        state.engine.set_public_url(&format!("http://{local}"));
+    }
+    // Read now so the first async webhook call does not wait for it; on failure the first
+    // use tries again.
+    if let Err(e) = state.engine.server_secret().await {
+        tracing::error!("reading the server secret failed: {e}");
+    }
     let timers = tokio::spawn(run_timers(state.engine.clone()));
     let deliveries = tokio::spawn(run_deliveries(state.engine.clone()));
     let schedules = tokio::spawn(run_schedules(state.engine.clone()));
@@ -107,4 +142,28 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
         let _ = tokio::signal::ctrl_c().await;
         tracing::info!("interrupt received, shutting down");
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url;
+
+    #[test]
+    fn public_urls() {
+        let cases = [
+            ("https://assent.example.com/", Ok("https://assent.example.com")),
+            ("http://10.0.0.5:8080", Ok("http://10.0.0.5:8080")),
+            ("https://example.com/assent/", Ok("https://example.com/assent")),
+            ("ftp://example.com", Err("must be an absolute http")),
+            ("assent.example.com", Err("relative URL without a base")),
+            ("https://example.com/?a=1", Err("must not have a query")),
+        ];
+        for (raw, expected) in cases {
+            match (public_url(raw), expected) {
+                (Ok(url), Ok(want)) => assert_eq!(url, want),
+                (Err(message), Err(want)) => assert!(message.contains(want), "{raw}: {message}"),
+                (got, want) => panic!("{raw}: got {got:?}, expected {want:?}"),
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use super::commands::{AgentStatus, WorkOutcome};
 use super::state::{AgentRun, ErrorInfo, StepStatus};
-use super::{rollup, AgentRequest, Run, TimerKind, WorkItem};
+use super::{rollup, webhook, AgentRequest, Run, TimerKind, WorkItem};
 use crate::model::{AgentConfig, NodeConfig, WebhookMode};
 use serde_json::{json, Map, Value};
 
@@ -171,7 +171,7 @@ pub(crate) fn work_done(run: &mut Run, index: usize, attempt: u32, outcome: Work
         WorkOutcome::AgentFinished { status, results_summary, duration_ms } => {
             agent_finished(run, index, status, results_summary, duration_ms)
         }
-        WorkOutcome::AwaitingCallback => awaiting_callback(run, index),
+        WorkOutcome::AwaitingCallback => webhook::awaiting_callback(run, index),
         WorkOutcome::Delivered { output } => delivered(run, index, output),
         WorkOutcome::TransientFailure { code, message, data } => {
             transient_failure(run, index, ErrorInfo::new(&code, message), data)
@@ -243,12 +243,6 @@ fn agent_finished(
     rollup::fail_step(run, index, error, data);
 }
 
-fn awaiting_callback(run: &mut Run, index: usize) {
-    run.step_mut(index).status = StepStatus::Waiting;
-    let step_id = run.step(index).step_id.clone();
-    run.emit("step.awaiting-approval", Some(&step_id), json!({ "nodeType": "webhook" }));
-}
-
 fn delivered(run: &mut Run, index: usize, output: Map<String, Value>) {
     let node = run.node_of(index);
     let must_answer = node.require_non_empty_output == Some(true)
@@ -265,7 +259,11 @@ fn delivered(run: &mut Run, index: usize, output: Map<String, Value>) {
             json!({ "reason": "webhook-node-empty-response" }),
         );
     }
-    let data = json!({ "nodeType": node.config.node_type().as_str() });
+    let mut data = json!({ "nodeType": node.config.node_type().as_str() });
+    if let NodeConfig::Webhook(_) = &node.config {
+        data["mode"] = json!("sync");
+        data["httpStatus"] = output.get("httpStatus").cloned().unwrap_or(Value::Null);
+    }
     rollup::complete_step(run, index, output, data);
 }
 

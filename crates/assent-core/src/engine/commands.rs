@@ -1,9 +1,10 @@
 //! The commands `apply` accepts, their errors, and the step endpoints' rules.
 
 use super::state::{ErrorInfo, ExecutionState, StepStatus};
-use super::{agent, groups, human, rollup, Effects, Run, TimerKind};
+use super::{agent, groups, human, rollup, webhook, Effects, Run, TimerKind};
 use crate::compile::Compiled;
 use crate::model::{DefinitionSpec, NodeConfig};
+use crate::schema::callback::CallbackReport;
 pub use crate::vocab::{Decision, ResolveAction};
 use serde_json::{json, Map, Value};
 
@@ -85,7 +86,7 @@ pub enum WorkOutcome {
     },
     /// An async webhook accepted the call; its callback will finish the step.
     AwaitingCallback,
-    /// A notification was sent, a sync webhook answered, or an async callback arrived.
+    /// A notification was sent or a sync webhook answered.
     Delivered {
         output: Map<String, Value>,
     },
@@ -141,6 +142,12 @@ pub enum Command {
         attempt: u32,
         outcome: WorkOutcome,
     },
+    /// An async webhook endpoint's report, for the attempt its callback token names.
+    WebhookCallback {
+        step_id: String,
+        attempt: u32,
+        report: CallbackReport,
+    },
 }
 
 /// Applies one command. On error the state is unchanged and nothing is emitted.
@@ -183,6 +190,9 @@ pub fn apply(
                 .ok_or_else(|| CommandError::step_not_found(&step_id))?;
             agent::work_done(&mut run, index, attempt, outcome);
             Value::Null
+        }
+        Command::WebhookCallback { step_id, attempt, report } => {
+            webhook::callback(&mut run, &step_id, attempt, report)?
         }
     };
     rollup::roll_up(&mut run);

@@ -34,6 +34,7 @@ pub(crate) fn spawn(run: &mut Run, node_id: &str, step_id: String, input: Value)
         decisions: Vec::new(),
         agent_run: None,
         timers: Vec::new(),
+        callback: None,
     });
     let index = run.state.steps.len() - 1;
     run.emit("step.scheduled", Some(&step_id), json!({ "nodeId": node_id }));

@@ -14,6 +14,7 @@ mod rollup;
 mod state;
 pub mod step_ids;
 mod view;
+pub mod webhook;
 
 #[cfg(test)]
 mod tests;

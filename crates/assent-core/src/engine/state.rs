@@ -79,6 +79,16 @@ pub struct AgentRun {
     pub started_at: Option<u64>,
 }
 
+/// The callback an async webhook step accepted, kept so that the same report sent again is
+/// known as a repeat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedCallback {
+    pub attempt: u32,
+    /// `CallbackReport::digest` of the accepted report.
+    pub digest: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepState {
@@ -99,6 +109,9 @@ pub struct StepState {
     pub agent_run: Option<AgentRun>,
     /// Keys of the timers this step has set and not yet cleared.
     pub timers: Vec<String>,
+    /// The callback that finished an async webhook step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<AcceptedCallback>,
 }
 
 impl StepState {

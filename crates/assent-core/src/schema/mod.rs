@@ -1,6 +1,7 @@
 //! Strict request schemas: every field, limit and pattern, every problem listed.
 
 mod agent;
+pub mod callback;
 pub mod check;
 pub mod definition;
 pub mod executions;

@@ -1,13 +1,16 @@
 //! The engine's shell: it loads definitions, generates ids, runs the core's state machine
 //! inside store transactions, and performs the work and timers the core asks for.
 
+mod callbacks;
 mod definitions;
 mod deliveries;
 mod schedules;
 mod timers;
 mod triggers;
+mod webhook;
 mod work;
 
+pub use callbacks::{CallbackClaims, CallbackRefusal};
 pub use deliveries::{run_deliveries, signature};
 pub use schedules::{run_schedules, schedule_entries};
 pub use timers::run_timers;
@@ -65,6 +68,7 @@ pub struct Engine {
     agent_runner: Option<AgentRunner>,
     /// Woken when schedules may have changed or come due, for the schedule loop.
     schedules_wake: Arc<Notify>,
+    callbacks: callbacks::Callbacks,
 }
 
 impl Engine {
@@ -84,6 +88,7 @@ impl Engine {
             deliveries_wake: Arc::new(Notify::new()),
             agent_runner,
             schedules_wake: Arc::new(Notify::new()),
+            callbacks: callbacks::Callbacks::default(),
         }
     }
 

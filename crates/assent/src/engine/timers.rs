@@ -5,7 +5,7 @@
 use super::work::{self, WORK_TIMER_PREFIX};
 use super::{apply_to_record, flatten, Engine, RunError};
 use assent_core::engine::{Command, TimerKind, WorkItem};
-use assent_store::{ClaimedTimer, Store};
+use assent_store::{ClaimedTimer, ExecutionChanges, Store};
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,7 +95,9 @@ async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
     let command = if timer.timer_key.starts_with(WORK_TIMER_PREFIX) {
         let item: WorkItem = serde_json::from_value(timer.payload.clone())
             .map_err(|e| RunError::Internal(format!("unreadable work: {e}")))?;
-        let outcome = work::perform(&item, engine.agent_runner.as_ref(), &runnable.spec).await;
+        let Some(outcome) = work::perform(engine, timer, &item, &runnable).await? else {
+            return drop_timer(engine, timer).await;
+        };
         let step_id = work::step_of(&item).to_owned();
         Command::WorkDone { step_id, attempt: work::attempt_of(&item), outcome }
     } else {
@@ -112,6 +114,19 @@ async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
     flatten(outcome, execution_id)?;
     engine.wake();
     Ok(())
+}
+
+/// Removes a work timer that turned out to have nothing to do.
+async fn drop_timer(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
+    let key = timer.timer_key.clone();
+    let outcome = engine
+        .store
+        .update_execution(&timer.workspace_id, &timer.execution_id, move |_record| {
+            let changes = ExecutionChanges { timers_cleared: vec![key], ..Default::default() };
+            Ok::<_, RunError>((changes, Value::Null))
+        })
+        .await;
+    flatten(outcome, &timer.execution_id).map(drop)
 }
 
 fn deadline_command(payload: &Value) -> Result<Command, RunError> {

@@ -2,9 +2,11 @@
 //! kept as a timer due at once, performed outside any transaction, and its outcome is fed
 //! back to the core as `WorkDone`.
 
+use super::definitions::Runnable;
+use super::{webhook, Engine, RunError};
 use assent_core::engine::{AgentRequest, AgentStatus, WorkItem, WorkOutcome};
-use assent_core::model::{Channel, DefinitionSpec, NodeConfig};
-use assent_store::TimerSet;
+use assent_core::model::{Channel, NodeConfig};
+use assent_store::{ClaimedTimer, TimerSet};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -145,14 +147,16 @@ fn unreachable_runner(err: &reqwest::Error) -> WorkOutcome {
     transient("agent-runner-unavailable", &format!("the agent runner {what}"))
 }
 
-/// Performs one work item. Delivery of notifications and webhook calls comes with later
-/// issues; until then those steps fail with a code that says so.
-pub async fn perform(
+/// Performs one work item; `None` when there turned out to be nothing to do (a webhook
+/// step that no longer awaits this attempt). Notification delivery comes with its own
+/// issue; until then those steps fail with a code that says so.
+pub(super) async fn perform(
+    engine: &Engine,
+    timer: &ClaimedTimer,
     item: &WorkItem,
-    runner: Option<&AgentRunner>,
-    spec: &DefinitionSpec,
-) -> WorkOutcome {
-    match (item, runner) {
+    runnable: &Runnable,
+) -> Result<Option<WorkOutcome>, RunError> {
+    let outcome = match (item, engine.agent_runner.as_ref()) {
         (WorkItem::StartAgent { request, .. }, Some(runner)) => runner.start(request).await,
         (WorkItem::PollAgent { agent_execution_id, .. }, Some(runner)) => {
             runner.poll(agent_execution_id).await
@@ -163,7 +167,7 @@ pub async fn perform(
         ),
         // TODO(#5): deliver email and Slack notifications.
         (WorkItem::SendNotification { node_id, .. }, _) => {
-            let channel = match spec.node(node_id).map(|n| &n.config) {
+            let channel = match runnable.spec.node(node_id).map(|n| &n.config) {
                 Some(NodeConfig::Notification(config)) => config.channel,
                 _ => Channel::Email,
             };
@@ -173,11 +177,17 @@ pub async fn perform(
             };
             permanent(code, "notification delivery is not configured on this server")
         }
-        // TODO(#4): call webhook nodes.
-        (WorkItem::CallWebhook { .. }, _) => {
-            permanent("webhook-node-not-available", "webhook nodes are not available yet")
+        (WorkItem::CallWebhook { step_id, attempt, .. }, _) => {
+            let at = webhook::Attempt {
+                workspace_id: &timer.workspace_id,
+                execution_id: &timer.execution_id,
+                step_id,
+                attempt: *attempt,
+            };
+            return webhook::call(engine, &at, runnable).await;
         }
-    }
+    };
+    Ok(Some(outcome))
 }
 
 fn transient(code: &str, message: &str) -> WorkOutcome {

@@ -1,6 +1,7 @@
 //! The HTTP API: one module per resource, each handler short: extract, call, respond.
 
 mod auth;
+mod callbacks;
 mod definitions;
 mod deliveries;
 mod envelope;
@@ -83,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         for (path, handler) in workflow_routes() {
             router = router.route(&format!("{prefix}{path}"), handler);
         }
+        let callback_path = format!("{prefix}/webhook-inbound/callback");
+        router = router.route(&callback_path, post(callbacks::callback));
     }
     router
         .fallback(no_such_endpoint)

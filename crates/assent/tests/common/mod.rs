@@ -107,6 +107,7 @@ pub async fn spawn_app_opts(options: AppOptions<'_>) -> TestApp {
     let engine = state.engine.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());
+    engine.set_public_url(&base_url);
     let (shutdown, stop) = oneshot::channel::<()>();
     tokio::spawn(assent::serve::serve(listener, state, async {
         let _ = stop.await;

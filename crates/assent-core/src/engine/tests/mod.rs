@@ -6,6 +6,7 @@ mod flows;
 mod groups;
 mod loops;
 mod steps;
+mod webhook;
 mod work;
 
 use super::*;
