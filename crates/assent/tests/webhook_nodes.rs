@@ -328,10 +328,14 @@ async fn an_over_large_answer_is_cut_at_64_kib() {
 #[tokio::test]
 async fn a_refused_address_fails_the_step_without_a_request() {
     let s = setup_allowing(&[]).await;
-    s.app.resolver.set("receiver.test", vec!["127.0.0.1".parse().unwrap()]);
+    // Public when the definition is written, loopback by the time the step calls it.
+    s.app.resolver.set("receiver.test", vec!["93.184.216.34".parse().unwrap()]);
     let url = format!("https://receiver.test:{}/hook", s.receiver.addr.port());
     let body = definition("refused", vec![hook(&url, json!({}))], vec![]);
-    let id = start(&s.app, body, json!({})).await;
+    s.app.call("definitions/create", body).await.result();
+    s.app.resolver.set("receiver.test", vec!["127.0.0.1".parse().unwrap()]);
+    let dispatched = s.app.call("executions/dispatch", json!({ "definitionId": "refused" })).await;
+    let id = dispatched.result()["executionId"].as_str().unwrap().to_owned();
     let hook_step = until_hook(&s.app, &id, "failed").await;
     assert_eq!(hook_step["error"]["code"], "webhook-node-ssrf-blocked:loopback");
     let data = step_failed_data(&s.app, &id).await;

@@ -64,7 +64,7 @@ pub(super) fn deliveries_for(
     let Some(target) = target(spec, state) else { return Vec::new() };
     let wanted = |event: &Event| {
         event.external
-            && target.event_types.is_none_or(|types| types.iter().any(|t| *t == event.event_type))
+            && target.event_types.is_none_or(|types| types.contains(&event.event_type))
     };
     events
         .iter()

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-/// How long a claimed timer is ours before another process may take it over.
-const LEASE_MS: i64 = 60_000;
+/// How long a claimed timer is ours before another process may take it over: longer than
+/// the longest work a timer carries (a webhook node's call may take 60 s), so a slow call is
+/// not made twice.
+const LEASE_MS: i64 = 75_000;
 /// Timers claimed in one go.
 const CLAIM_BATCH: u32 = 128;
 /// Timers handled at once.
