@@ -342,7 +342,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// When the next pending delivery becomes claimable (its next attempt, or the end of
-    /// its lease, whichever is later).
+    /// its lease, whichever is later). Deliveries waiting behind an earlier pending one of
+    /// their execution are not counted: they become claimable only when it is finished.
     fn next_delivery_due_ms(&self) -> impl Future<Output = StoreResult<Option<i64>>> + Send;
 
     /// A workspace's deliveries, newest first, with their attempts; `InvalidCursor` for a
@@ -357,7 +358,8 @@ pub trait Store: Send + Sync + 'static {
     /// execution: those of `event_ids` whatever their status (pending ones are left as they
     /// are), or without ids every dead one. Returns the event ids of the deliveries it
     /// restarted, in `seq` order. `NotFound` when the execution is not in this workspace or
-    /// one of `event_ids` has no delivery in it.
+    /// one of `event_ids` has no delivery in it. While a later delivery of the execution is
+    /// in flight, the restarted ones wait for the end of its lease.
     fn redeliver(
         &self,
         workspace_id: &str,

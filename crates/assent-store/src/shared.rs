@@ -11,6 +11,9 @@ pub(crate) struct Migration {
 /// The most timers one `claim_due_timers` claims.
 pub(crate) const TIMER_CLAIM_MAX: u32 = 500;
 
+/// The most deliveries one `claim_due_deliveries` claims.
+pub(crate) const DELIVERY_CLAIM_MAX: u32 = 500;
+
 /// The largest page a list returns.
 pub(crate) const PAGE_SIZE_MAX: u32 = 500;
 

@@ -3,15 +3,16 @@
 //! (each test then gets a database of its own, dropped afterwards).
 
 use assent_store::{
-    AnyStore, AuthOutcome, DefinitionRecord, DefinitionStatus, DispatchOutcome, DueSchedule,
-    ExecutionChanges, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewEvent,
-    PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
+    AfterAttempt, AnyStore, AuthOutcome, ClaimedDelivery, DefinitionRecord, DefinitionStatus,
+    DeliveryAttempt, DeliveryFilter, DeliveryRecord, DeliveryStatus, DispatchOutcome, DueSchedule,
+    ExecutionChanges, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewDelivery,
+    NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 
@@ -22,6 +23,10 @@ trait Backend: Send + Sync + 'static {
     type Store: Store;
 
     fn open(&self) -> impl Future<Output = Self::Store> + Send;
+
+    /// Runs one statement straight on the database, as an operator could, and answers the
+    /// first column of its first row if it has one. For what no store method does.
+    fn sql(&self, statement: &str) -> impl Future<Output = Option<i64>> + Send;
 }
 
 struct SqliteBackend {
@@ -34,6 +39,19 @@ impl Backend for SqliteBackend {
     async fn open(&self) -> SqliteStore {
         SqliteStore::open(&self.path).await.expect("SQLite store opens")
     }
+
+    async fn sql(&self, statement: &str) -> Option<i64> {
+        let (path, statement) = (self.path.clone(), statement.to_owned());
+        let run = move || -> rusqlite::Result<Option<i64>> {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(5))?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            let mut stmt = conn.prepare(&statement)?;
+            let mut rows = stmt.query([])?;
+            rows.next()?.map(|row| row.get(0)).transpose()
+        };
+        tokio::task::spawn_blocking(run).await.unwrap().expect("SQL runs")
+    }
 }
 
 struct PgBackend {
@@ -45,6 +63,14 @@ impl Backend for PgBackend {
 
     async fn open(&self) -> PgStore {
         PgStore::connect(&self.url).await.expect("PostgreSQL store connects")
+    }
+
+    async fn sql(&self, statement: &str) -> Option<i64> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connects");
+        tokio::spawn(connection);
+        let rows = client.query(statement, &[]).await.expect("SQL runs");
+        rows.first().map(|row| row.get(0))
     }
 }
 
@@ -159,6 +185,17 @@ conformance!(
     schedule_index_follows_definition_writes,
     schedule_claims_advance_and_carry_the_trigger,
     schedule_instants_claimed_once_across_stores,
+    deliveries_commit_with_their_events,
+    refused_writes_leave_no_deliveries,
+    deliveries_claimed_in_order_per_execution,
+    stale_attempts_write_nothing_and_retries_wait,
+    list_deliveries_pages_newest_first,
+    list_deliveries_filters_with_attempts,
+    redeliver_refuses_what_it_cannot_find,
+    redeliver_restarts_dead_deliveries,
+    redelivery_waits_for_the_delivery_in_flight,
+    deliveries_go_with_their_execution,
+    concurrent_claimers_deliver_each_execution_in_order,
 );
 
 /// PostgreSQL only: several processes share one database, so a commit that sets timers must
@@ -1278,4 +1315,654 @@ async fn schedule_instants_claimed_once_across_stores<B: Backend>(backend: B) {
     assert_eq!(unique.len(), claimed.len(), "an instant was claimed twice");
     assert_eq!(claimed.len(), DEFINITIONS as usize);
     assert_eq!(stores[1].next_schedule_due_ms().await.unwrap(), Some(NOW_MS + 60_000));
+}
+
+/// The delivery of event `seq` of an execution.
+fn delivery(execution_id: &str, seq: i64) -> NewDelivery {
+    NewDelivery {
+        event_id: event_id(execution_id, seq),
+        seq,
+        event_type: "step.completed".to_owned(),
+        url: "https://example.com/hook".to_owned(),
+        secret: format!("whsec_{execution_id}"),
+        body: format!(r#"{{"executionId":"{execution_id}","seq":{seq}}}"#),
+    }
+}
+
+fn event_id(execution_id: &str, seq: i64) -> String {
+    format!("evt_{execution_id}_{seq}")
+}
+
+/// A new execution of definition `d` whose events `1..=events` are external and delivered.
+fn execution_with_deliveries(
+    workspace_id: &str,
+    execution_id: &str,
+    events: i64,
+    started_at_ms: i64,
+) -> ExecutionWrite {
+    let key = format!("key_{execution_id}");
+    let mut write = execution(workspace_id, execution_id, "d", &key, started_at_ms);
+    write.changes.events = (1..=events).map(|seq| event(seq, "step.completed", true)).collect();
+    write.changes.deliveries = (1..=events).map(|seq| delivery(execution_id, seq)).collect();
+    write
+}
+
+/// Appends `count` delivered events to an execution by a command at `now_ms`.
+async fn append_deliveries<S: Store>(
+    store: &S,
+    workspace_id: &str,
+    execution_id: &str,
+    count: i64,
+    now_ms: i64,
+) {
+    let id = execution_id.to_owned();
+    let appended = store
+        .update_execution(workspace_id, execution_id, move |record| {
+            record.updated_at_ms = now_ms;
+            let seqs = record.next_seq..record.next_seq + count;
+            let changes = ExecutionChanges {
+                events: seqs.clone().map(|seq| event(seq, "step.completed", true)).collect(),
+                deliveries: seqs.map(|seq| delivery(&id, seq)).collect(),
+                ..ExecutionChanges::default()
+            };
+            Ok::<_, ()>((changes, ()))
+        })
+        .await;
+    appended.expect("update succeeds").expect("command succeeds");
+}
+
+/// The record of an attempt of `claimed` that the receiver answered with `http_status`.
+fn attempt_of(claimed: &ClaimedDelivery, at_ms: i64, http_status: u16) -> DeliveryAttempt {
+    let failed = !(200..300).contains(&http_status);
+    DeliveryAttempt {
+        attempt: claimed.attempts,
+        at_ms,
+        http_status: Some(http_status),
+        error: failed.then(|| format!("HTTP {http_status}")),
+        latency_ms: 12,
+    }
+}
+
+fn every_delivery(page_size: u32) -> DeliveryFilter<'static> {
+    DeliveryFilter { execution_id: None, status: None, page_size, cursor: None }
+}
+
+async fn listed<S: Store>(store: &S, workspace_id: &str) -> Vec<DeliveryRecord> {
+    store.list_deliveries(workspace_id, every_delivery(500)).await.unwrap().items
+}
+
+/// `(execution_id, seq)` of each claimed delivery, in the order claimed.
+fn heads(claimed: &[ClaimedDelivery]) -> Vec<(&str, i64)> {
+    claimed.iter().map(|d| (d.execution_id.as_str(), d.seq)).collect()
+}
+
+async fn deliveries_commit_with_their_events<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let mut write = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    write.changes.deliveries = vec![delivery("exec_1", 1)];
+    store.dispatch_execution(&ws, write, None).await.unwrap();
+
+    let items = listed(&store, &ws).await;
+    let first = DeliveryRecord {
+        delivery_id: items[0].delivery_id,
+        execution_id: "exec_1".into(),
+        event_id: event_id("exec_1", 1),
+        seq: 1,
+        event_type: "step.completed".into(),
+        url: "https://example.com/hook".into(),
+        status: DeliveryStatus::Pending,
+        created_at_ms: NOW_MS,
+        updated_at_ms: NOW_MS,
+        next_attempt_at_ms: Some(NOW_MS),
+        attempts: vec![],
+    };
+    assert_eq!(items, std::slice::from_ref(&first));
+    assert!(listed(&store, &other).await.is_empty());
+
+    // An update's deliveries are first due at the record's updated_at_ms as it leaves it.
+    append_deliveries(&store, &ws, "exec_1", 2, NOW_MS + 7).await;
+    let items = listed(&store, &ws).await;
+    let later = |seq| (seq, NOW_MS + 7, NOW_MS + 7, Some(NOW_MS + 7));
+    let times: Vec<_> = items
+        .iter()
+        .map(|d| (d.seq, d.created_at_ms, d.updated_at_ms, d.next_attempt_at_ms))
+        .collect();
+    assert_eq!(times, [later(4), later(3), (1, NOW_MS, NOW_MS, Some(NOW_MS))]);
+    assert_eq!(items[2], first);
+
+    // What a claim hands out is what was written, the secret and body included.
+    let claimed = store.claim_due_deliveries(NOW_MS + 7, 1_000, 10).await.unwrap();
+    let expected = ClaimedDelivery {
+        delivery_id: first.delivery_id,
+        workspace_id: ws.clone(),
+        execution_id: "exec_1".into(),
+        event_id: event_id("exec_1", 1),
+        seq: 1,
+        url: "https://example.com/hook".into(),
+        secret: "whsec_exec_1".into(),
+        body: r#"{"executionId":"exec_1","seq":1}"#.into(),
+        attempts: 0,
+        round_attempts: 0,
+    };
+    assert_eq!(claimed, [expected]);
+}
+
+async fn refused_writes_leave_no_deliveries<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "a", 1, NOW_MS), None)
+        .await
+        .unwrap();
+
+    let refused = store
+        .update_execution(&ws, "a", |record| {
+            record.updated_at_ms = NOW_MS + 9;
+            let _changes = ExecutionChanges {
+                events: vec![event(2, "step.completed", true)],
+                deliveries: vec![delivery("a", 2)],
+                ..ExecutionChanges::default()
+            };
+            Err::<(ExecutionChanges, ()), _>("refused".to_owned())
+        })
+        .await;
+    assert_eq!(refused.unwrap(), Err("refused".to_owned()));
+    let replay = execution_with_deliveries(&ws, "b", 1, NOW_MS);
+    let replay = ExecutionWrite {
+        record: ExecutionRecord { idempotency_key: "key_a".into(), ..replay.record },
+        ..replay
+    };
+    let replayed = store.dispatch_execution(&ws, replay, None).await.unwrap();
+    assert!(matches!(replayed, DispatchOutcome::Replayed { .. }), "{replayed:?}");
+    let mut missing = execution_with_deliveries(&ws, "c", 1, NOW_MS);
+    missing.record.definition_id = "nope".into();
+    let missing = store.dispatch_execution(&ws, missing, None).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+
+    assert_eq!(heads_of(&listed(&store, &ws).await), [("a", 1)]);
+}
+
+async fn deliveries_claimed_in_order_per_execution<B: Backend>(backend: B) {
+    const LEASE_MS: i64 = 1_000;
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), None);
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "a", 3, NOW_MS), None)
+        .await
+        .unwrap();
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "b", 1, NOW_MS + 5), None)
+        .await
+        .unwrap();
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), Some(NOW_MS));
+
+    assert!(store.claim_due_deliveries(NOW_MS - 1, LEASE_MS, 10).await.unwrap().is_empty());
+    let oldest = store.claim_due_deliveries(NOW_MS + 10, LEASE_MS, 1).await.unwrap();
+    assert_eq!(heads(&oldest), [("a", 1)]);
+    // While a's head is in flight, its next delivery waits, though it is due.
+    let rest = store.claim_due_deliveries(NOW_MS + 10, LEASE_MS, 10).await.unwrap();
+    assert_eq!(heads(&rest), [("b", 1)]);
+    assert!(store.claim_due_deliveries(NOW_MS + 500, LEASE_MS, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), Some(NOW_MS + 10 + LEASE_MS));
+
+    // The leases ran out unfinished: the same heads, with no attempt counted.
+    let again = store.claim_due_deliveries(NOW_MS + 10 + LEASE_MS, LEASE_MS, 10).await.unwrap();
+    assert_eq!(again, [oldest[0].clone(), rest[0].clone()]);
+    let at_ms = NOW_MS + 1_100;
+    let delivered = attempt_of(&again[0], at_ms, 204);
+    let after = AfterAttempt::Delivered;
+    assert!(store.finish_delivery_attempt(&again[0], delivered, after, at_ms).await.unwrap());
+    let second = store.claim_due_deliveries(at_ms, LEASE_MS, 10).await.unwrap();
+    assert_eq!(heads(&second), [("a", 2)]);
+    assert!(store.claim_due_deliveries(at_ms, LEASE_MS, 10).await.unwrap().is_empty());
+
+    // A dead delivery lets the next one go too.
+    let failed = attempt_of(&second[0], at_ms, 500);
+    assert!(store
+        .finish_delivery_attempt(&second[0], failed, AfterAttempt::Dead, at_ms)
+        .await
+        .unwrap());
+    let third = store.claim_due_deliveries(at_ms, LEASE_MS, 10).await.unwrap();
+    assert_eq!(heads(&third), [("a", 3)]);
+    for claimed in [&third[0], &again[1]] {
+        let delivered = attempt_of(claimed, at_ms, 200);
+        let after = AfterAttempt::Delivered;
+        assert!(store.finish_delivery_attempt(claimed, delivered, after, at_ms).await.unwrap());
+    }
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), None);
+    assert!(store.claim_due_deliveries(i64::MAX / 2, LEASE_MS, 10).await.unwrap().is_empty());
+    let statuses: Vec<_> = listed(&store, &ws).await.iter().map(|d| d.status).collect();
+    use DeliveryStatus::{Dead, Delivered};
+    assert_eq!(statuses, [Delivered, Delivered, Dead, Delivered]);
+}
+
+async fn stale_attempts_write_nothing_and_retries_wait<B: Backend>(backend: B) {
+    const LEASE_MS: i64 = 1_000;
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "a", 2, NOW_MS), None)
+        .await
+        .unwrap();
+
+    let first = store.claim_due_deliveries(NOW_MS, LEASE_MS, 10).await.unwrap().remove(0);
+    let failed = attempt_of(&first, NOW_MS, 503);
+    let retry = AfterAttempt::RetryAt(NOW_MS + 2_000);
+    assert!(store
+        .finish_delivery_attempt(&first, failed.clone(), retry, NOW_MS + 50)
+        .await
+        .unwrap());
+    let head = listed(&store, &ws).await.pop().unwrap();
+    assert_eq!((head.seq, head.status), (1, DeliveryStatus::Pending));
+    assert_eq!((head.next_attempt_at_ms, head.updated_at_ms), (Some(NOW_MS + 2_000), NOW_MS + 50));
+    assert_eq!(head.attempts, std::slice::from_ref(&failed));
+    assert_eq!(failed.error.as_deref(), Some("HTTP 503"));
+
+    // Neither the retry nor the delivery behind it goes before the retry is due.
+    assert!(store.claim_due_deliveries(NOW_MS + 1_999, LEASE_MS, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), Some(NOW_MS + 2_000));
+    let retried = store.claim_due_deliveries(NOW_MS + 2_000, LEASE_MS, 10).await.unwrap();
+    assert_eq!(heads(&retried), [("a", 1)]);
+    assert_eq!((retried[0].attempts, retried[0].round_attempts), (1, 1));
+
+    // A claim that was already recorded writes nothing more.
+    let stale = attempt_of(&first, NOW_MS + 2_010, 200);
+    let refused =
+        store.finish_delivery_attempt(&first, stale, AfterAttempt::Delivered, NOW_MS + 2_010);
+    assert!(!refused.await.unwrap());
+    // A claim whose lease ran out loses to the claim that took the delivery over.
+    let taken_over = store.claim_due_deliveries(NOW_MS + 3_000, LEASE_MS, 10).await.unwrap();
+    assert_eq!(taken_over, retried);
+    let delivered = attempt_of(&taken_over[0], NOW_MS + 3_000, 200);
+    let after = AfterAttempt::Delivered;
+    assert!(store
+        .finish_delivery_attempt(&taken_over[0], delivered.clone(), after, NOW_MS + 3_010)
+        .await
+        .unwrap());
+    let late = attempt_of(&retried[0], NOW_MS + 2_000, 500);
+    let after = AfterAttempt::RetryAt(NOW_MS + 9_000);
+    assert!(!store
+        .finish_delivery_attempt(&retried[0], late, after, NOW_MS + 3_020)
+        .await
+        .unwrap());
+
+    let head = listed(&store, &ws).await.pop().unwrap();
+    assert_eq!((head.status, head.next_attempt_at_ms), (DeliveryStatus::Delivered, None));
+    assert_eq!(head.updated_at_ms, NOW_MS + 3_010);
+    assert_eq!(head.attempts, [failed, delivered]);
+    let next = store.claim_due_deliveries(NOW_MS + 3_020, LEASE_MS, 10).await.unwrap();
+    assert_eq!(heads(&next), [("a", 2)]);
+}
+
+/// Two workspaces: `w` with executions `e1` (5 deliveries) and `e2` (4), `o` with `x` (2).
+/// e1's first is delivered; e2's first dies after a retry; x's first is delivered.
+async fn three_executions_settled<S: Store>(store: &S) -> (String, String) {
+    let (ws, other) = (new_workspace(store, "w").await, new_workspace(store, "o").await);
+    for workspace in [&ws, &other] {
+        store.create_definition(workspace, definition("d", 1), NOW_MS).await.unwrap();
+    }
+    for (workspace, id, count) in [(&ws, "e1", 5), (&ws, "e2", 4), (&other, "x", 2)] {
+        let write = execution_with_deliveries(workspace, id, count, NOW_MS);
+        store.dispatch_execution(workspace, write, None).await.unwrap();
+    }
+    let claimed = store.claim_due_deliveries(NOW_MS, 1_000, 10).await.unwrap();
+    assert_eq!(heads(&claimed), [("e1", 1), ("e2", 1), ("x", 1)]);
+    let retry = AfterAttempt::RetryAt(NOW_MS + 1);
+    for (claimed, after) in
+        claimed.iter().zip([AfterAttempt::Delivered, retry, AfterAttempt::Delivered])
+    {
+        let status = if after == AfterAttempt::Delivered { 200 } else { 500 };
+        let attempt = attempt_of(claimed, NOW_MS, status);
+        assert!(store.finish_delivery_attempt(claimed, attempt, after, NOW_MS + 1).await.unwrap());
+    }
+    let retried = store.claim_due_deliveries(NOW_MS + 1, 1_000, 10).await.unwrap();
+    let retried = retried.iter().find(|d| d.execution_id == "e2").unwrap();
+    let attempt = attempt_of(retried, NOW_MS + 1, 404);
+    let died = store.finish_delivery_attempt(retried, attempt, AfterAttempt::Dead, NOW_MS + 2);
+    assert!(died.await.unwrap());
+    (ws, other)
+}
+
+async fn list_deliveries_pages_newest_first<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = three_executions_settled(&store).await;
+
+    // Pages of three, newest first, the last one full and without a cursor.
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let filter = DeliveryFilter { cursor: cursor.as_deref(), ..every_delivery(3) };
+        let page = store.list_deliveries(&ws, filter).await.unwrap();
+        pages.push(page.items.iter().map(|d| (d.execution_id.clone(), d.seq)).collect::<Vec<_>>());
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3]);
+    let all = listed(&store, &ws).await;
+    let ids: Vec<_> = all.iter().map(|d| (d.execution_id.clone(), d.seq)).collect();
+    assert_eq!(pages.concat(), ids);
+    assert!(all.windows(2).all(|w| w[0].delivery_id > w[1].delivery_id));
+    assert!(all.iter().all(|d| d.execution_id != "x"), "only this workspace's deliveries");
+    assert_eq!(heads_of(&listed(&store, &other).await), [("x", 2), ("x", 1)]);
+    let one = store.list_deliveries(&ws, every_delivery(0)).await.unwrap();
+    assert_eq!((one.items.len(), one.next_cursor), (1, Some(all[0].delivery_id.to_string())));
+
+    let start = DeliveryFilter { cursor: Some("0"), ..every_delivery(50) };
+    let past_the_end = store.list_deliveries(&ws, start).await.unwrap();
+    assert_eq!((past_the_end.items.len(), past_the_end.next_cursor), (0, None));
+    for malformed in ["", "abc", "-1", "+3", "1.5", "99999999999999999999", "3:x"] {
+        let filter = DeliveryFilter { cursor: Some(malformed), ..every_delivery(50) };
+        let refused = store.list_deliveries(&ws, filter).await;
+        assert!(matches!(refused, Err(StoreError::InvalidCursor)), "{malformed:?}: {refused:?}");
+    }
+}
+
+async fn list_deliveries_filters_with_attempts<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let (ws, other) = three_executions_settled(&store).await;
+    let filtered =
+        |execution_id, status| DeliveryFilter { execution_id, status, ..every_delivery(50) };
+    let list = |execution_id, status| store.list_deliveries(&ws, filtered(execution_id, status));
+
+    let of_e2 = list(Some("e2"), None).await.unwrap().items;
+    assert_eq!(heads_of(&of_e2), [("e2", 4), ("e2", 3), ("e2", 2), ("e2", 1)]);
+    let pending = list(Some("e1"), Some(DeliveryStatus::Pending)).await.unwrap().items;
+    assert_eq!(heads_of(&pending), [("e1", 5), ("e1", 4), ("e1", 3), ("e1", 2)]);
+    assert!(pending.iter().all(|d| d.attempts.is_empty() && d.next_attempt_at_ms == Some(NOW_MS)));
+    assert!(list(Some("x"), None).await.unwrap().items.is_empty());
+
+    // Each listed delivery carries its attempts, oldest first.
+    let dead = list(None, Some(DeliveryStatus::Dead)).await.unwrap().items;
+    assert_eq!(heads_of(&dead), [("e2", 1)]);
+    assert_eq!((dead[0].next_attempt_at_ms, dead[0].updated_at_ms), (None, NOW_MS + 2));
+    let tried: Vec<_> =
+        dead[0].attempts.iter().map(|a| (a.attempt, a.http_status, a.error.as_deref())).collect();
+    assert_eq!(tried, [(0, Some(500), Some("HTTP 500")), (1, Some(404), Some("HTTP 404"))]);
+    let delivered = list(None, Some(DeliveryStatus::Delivered)).await.unwrap().items;
+    assert_eq!(heads_of(&delivered), [("e1", 1)]);
+    let expected = DeliveryAttempt {
+        attempt: 0,
+        at_ms: NOW_MS,
+        http_status: Some(200),
+        error: None,
+        latency_ms: 12,
+    };
+    assert_eq!(delivered[0].attempts, [expected]);
+    let theirs = listed(&store, &other).await;
+    assert_eq!(theirs.iter().map(|d| d.attempts.len()).collect::<Vec<_>>(), [0, 1]);
+}
+
+fn heads_of(records: &[DeliveryRecord]) -> Vec<(&str, i64)> {
+    records.iter().map(|d| (d.execution_id.as_str(), d.seq)).collect()
+}
+
+/// Claims the head of the store's only execution with something due at `now_ms`, and
+/// records one attempt of it that ends as `after` says.
+async fn attempt_head<S: Store>(store: &S, now_ms: i64, after: AfterAttempt) -> ClaimedDelivery {
+    let mut claimed = store.claim_due_deliveries(now_ms, 1_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    let head = claimed.remove(0);
+    let status = if after == AfterAttempt::Delivered { 200 } else { 500 };
+    let attempt = attempt_of(&head, now_ms, status);
+    assert!(store.finish_delivery_attempt(&head, attempt, after, now_ms).await.unwrap());
+    head
+}
+
+/// Execution `a` with 1 dead, 2 delivered, 3 dead after a retry and 4 pending; `b` with
+/// 1 dead.
+async fn two_executions_with_dead_deliveries<S: Store>(store: &S) -> String {
+    let ws = new_workspace(store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "b", 1, NOW_MS), None)
+        .await
+        .unwrap();
+    attempt_head(store, NOW_MS, AfterAttempt::Dead).await;
+    store
+        .dispatch_execution(&ws, execution_with_deliveries(&ws, "a", 4, NOW_MS), None)
+        .await
+        .unwrap();
+    attempt_head(store, NOW_MS, AfterAttempt::Dead).await;
+    attempt_head(store, NOW_MS, AfterAttempt::Delivered).await;
+    attempt_head(store, NOW_MS, AfterAttempt::RetryAt(NOW_MS + 1)).await;
+    attempt_head(store, NOW_MS + 1, AfterAttempt::Dead).await;
+    ws
+}
+
+fn event_ids_of_a(seqs: &[i64]) -> Vec<String> {
+    seqs.iter().map(|seq| event_id("a", *seq)).collect()
+}
+
+async fn redeliver_refuses_what_it_cannot_find<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = two_executions_with_dead_deliveries(&store).await;
+    let other = new_workspace(&store, "o").await;
+
+    for (workspace, execution_id, event_ids) in [
+        (&ws, "missing", None),
+        (&other, "a", None),
+        (&ws, "a", Some(event_ids_of_a(&[1, 9]))),
+        (&ws, "a", Some(vec![event_id("b", 1)])),
+    ] {
+        let refused = store.redeliver(workspace, execution_id, event_ids.as_deref(), NOW_MS).await;
+        assert!(matches!(refused, Err(StoreError::NotFound)), "{execution_id}: {refused:?}");
+    }
+    let records = listed(&store, &ws).await;
+    let dead = records.iter().filter(|d| d.status == DeliveryStatus::Dead);
+    assert_eq!(dead.count(), 3, "nothing was restarted");
+}
+
+async fn redeliver_restarts_dead_deliveries<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = two_executions_with_dead_deliveries(&store).await;
+
+    // Without ids, every dead one of the execution; the count of attempts goes on.
+    let restarted = store.redeliver(&ws, "a", None, NOW_MS + 100).await.unwrap();
+    assert_eq!(restarted, event_ids_of_a(&[1, 3]));
+    let of_a = DeliveryFilter { execution_id: Some("a"), ..every_delivery(50) };
+    let records = store.list_deliveries(&ws, of_a).await.unwrap().items;
+    let state: Vec<_> = records
+        .iter()
+        .map(|d| (d.seq, d.status, d.next_attempt_at_ms, d.updated_at_ms, d.attempts.len()))
+        .collect();
+    use DeliveryStatus::{Delivered, Pending};
+    let restarted = |seq, attempts| (seq, Pending, Some(NOW_MS + 100), NOW_MS + 100, attempts);
+    assert_eq!(
+        state,
+        [
+            (4, Pending, Some(NOW_MS), NOW_MS, 0),
+            restarted(3, 2),
+            (2, Delivered, None, NOW_MS, 1),
+            restarted(1, 1)
+        ]
+    );
+    let first = attempt_head(&store, NOW_MS + 100, AfterAttempt::Delivered).await;
+    assert_eq!((first.seq, first.attempts, first.round_attempts), (1, 1, 0));
+    let third = attempt_head(&store, NOW_MS + 100, AfterAttempt::Delivered).await;
+    assert_eq!((third.seq, third.attempts, third.round_attempts), (3, 2, 0));
+    let fourth = attempt_head(&store, NOW_MS + 100, AfterAttempt::Delivered).await;
+    assert_eq!((fourth.seq, fourth.attempts, fourth.round_attempts), (4, 0, 0));
+
+    assert!(store.redeliver(&ws, "a", None, NOW_MS + 200).await.unwrap().is_empty());
+    assert!(store.redeliver(&ws, "a", Some(&[]), NOW_MS + 200).await.unwrap().is_empty());
+    assert_eq!(store.redeliver(&ws, "b", None, NOW_MS + 200).await.unwrap(), [event_id("b", 1)]);
+}
+
+async fn redelivery_waits_for_the_delivery_in_flight<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = two_executions_with_dead_deliveries(&store).await;
+    let fourth = store.claim_due_deliveries(NOW_MS + 200, 1_000, 10).await.unwrap().remove(0);
+    assert_eq!(fourth.seq, 4);
+
+    // With ids, whatever their status; a pending one, here in flight, is left as it is.
+    let listed_ids = event_ids_of_a(&[4, 2, 2]);
+    let restarted = store.redeliver(&ws, "a", Some(&listed_ids), NOW_MS + 300).await.unwrap();
+    assert_eq!(restarted, event_ids_of_a(&[2]));
+    // The restarted one comes first, but waits for the lease of the one in flight.
+    assert!(store.claim_due_deliveries(NOW_MS + 300, 1_000, 10).await.unwrap().is_empty());
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), Some(NOW_MS + 1_200));
+    let attempt = attempt_of(&fourth, NOW_MS + 300, 200);
+    let after = AfterAttempt::Delivered;
+    assert!(store.finish_delivery_attempt(&fourth, attempt, after, NOW_MS + 310).await.unwrap());
+    assert!(store.claim_due_deliveries(NOW_MS + 1_199, 1_000, 10).await.unwrap().is_empty());
+    let second = attempt_head(&store, NOW_MS + 1_200, AfterAttempt::Delivered).await;
+    assert_eq!((second.seq, second.attempts, second.round_attempts), (2, 1, 0));
+    assert_eq!(store.next_delivery_due_ms().await.unwrap(), None);
+}
+
+async fn deliveries_go_with_their_execution<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    for id in ["a", "b"] {
+        store
+            .dispatch_execution(&ws, execution_with_deliveries(&ws, id, 2, NOW_MS), None)
+            .await
+            .unwrap();
+        set_status(&store, &ws, id, ExecutionStatus::Completed).await;
+    }
+    for claimed in store.claim_due_deliveries(NOW_MS, 1_000, 10).await.unwrap() {
+        let attempt = attempt_of(&claimed, NOW_MS, 200);
+        assert!(store
+            .finish_delivery_attempt(&claimed, attempt, AfterAttempt::Delivered, NOW_MS)
+            .await
+            .unwrap());
+    }
+
+    // Purging the definition leaves its executions, and so their deliveries.
+    store.delete_definition(&ws, "d", true, NOW_MS).await.unwrap();
+    assert_eq!(listed(&store, &ws).await.len(), 4);
+
+    // An execution removed takes its deliveries and their attempts with it.
+    backend
+        .sql(&format!("DELETE FROM executions WHERE workspace_id = '{ws}' AND execution_id = 'a'"))
+        .await;
+    assert_eq!(heads_of(&listed(&store, &ws).await), [("b", 2), ("b", 1)]);
+    let count = |table: &str| format!("SELECT count(*) FROM {table}");
+    assert_eq!(backend.sql(&count("deliveries")).await, Some(2));
+    assert_eq!(backend.sql(&count("delivery_attempts")).await, Some(1));
+    let redelivered = store.redeliver(&ws, "a", None, NOW_MS).await;
+    assert!(matches!(redelivered, Err(StoreError::NotFound)), "{redelivered:?}");
+}
+
+/// What the concurrent claimers have seen, checked as they go.
+#[derive(Default)]
+struct DeliveryLog {
+    /// The seq of each execution's delivery in flight.
+    in_flight: HashMap<String, i64>,
+    /// Each execution's deliveries that were delivered or died, in the order they did.
+    done: HashMap<String, Vec<i64>>,
+    done_count: usize,
+}
+
+impl DeliveryLog {
+    fn claimed(&mut self, delivery: &ClaimedDelivery) {
+        let execution_id = &delivery.execution_id;
+        let earlier = self.in_flight.insert(execution_id.clone(), delivery.seq);
+        assert_eq!(earlier, None, "{execution_id}: two deliveries in flight at once");
+        let done = self.done.get(execution_id).map_or(0, Vec::len) as i64;
+        assert_eq!(delivery.seq, done + 1, "{execution_id}: claimed out of order");
+    }
+
+    /// Called before the attempt is recorded, since the next claim may follow its commit.
+    fn finishing(&mut self, delivery: &ClaimedDelivery, after: AfterAttempt) {
+        let in_flight = self.in_flight.remove(&delivery.execution_id);
+        assert_eq!(in_flight, Some(delivery.seq));
+        if !matches!(after, AfterAttempt::RetryAt(_)) {
+            self.done.entry(delivery.execution_id.clone()).or_default().push(delivery.seq);
+            self.done_count += 1;
+        }
+    }
+}
+
+/// Every third delivery fails once and is retried at once; every fifth dies.
+fn scripted_outcome(delivery: &ClaimedDelivery) -> AfterAttempt {
+    match delivery.seq {
+        seq if seq % 3 == 0 && delivery.attempts == 0 => AfterAttempt::RetryAt(NOW_MS),
+        seq if seq % 5 == 0 => AfterAttempt::Dead,
+        _ => AfterAttempt::Delivered,
+    }
+}
+
+/// Claims and finishes deliveries, a few at a time, until `total` are delivered or dead.
+async fn claim_and_finish<S: Store>(store: Arc<S>, log: Arc<Mutex<DeliveryLog>>, total: usize) {
+    let now_ms = NOW_MS + 1;
+    while log.lock().unwrap().done_count < total {
+        let batch = store.claim_due_deliveries(now_ms, 60_000, 3).await.unwrap();
+        batch.iter().for_each(|delivery| log.lock().unwrap().claimed(delivery));
+        // Others claim while these are in flight.
+        tokio::task::yield_now().await;
+        for delivery in batch {
+            let after = scripted_outcome(&delivery);
+            log.lock().unwrap().finishing(&delivery, after);
+            let attempt = attempt_of(&delivery, now_ms, 200);
+            let finished = store.finish_delivery_attempt(&delivery, attempt, after, now_ms);
+            assert!(finished.await.unwrap(), "a live claim's attempt is recorded");
+        }
+    }
+}
+
+async fn concurrent_claimers_deliver_each_execution_in_order<B: Backend>(backend: B) {
+    const EXECUTIONS: usize = 24;
+    const EVENTS: i64 = 8;
+    const STORES: usize = 4;
+    const CLAIMERS: usize = 8;
+    let mut stores = Vec::new();
+    for _ in 0..STORES {
+        stores.push(Arc::new(backend.open().await));
+    }
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    for i in 0..EXECUTIONS {
+        let write = execution_with_deliveries(&ws, &format!("exec_{i}"), EVENTS / 2, NOW_MS);
+        stores[i % STORES].dispatch_execution(&ws, write, None).await.unwrap();
+    }
+    // The other half come with commands while the claimers run, some queued behind a
+    // delivery in flight, some behind one that is being finished.
+    let appender = {
+        let (stores, ws) = (stores.clone(), ws.clone());
+        tokio::spawn(async move {
+            for half in 0..2 {
+                for i in 0..EXECUTIONS {
+                    let (store, id) = (&stores[(i + half) % STORES], format!("exec_{i}"));
+                    append_deliveries(&**store, &ws, &id, EVENTS / 4, NOW_MS).await;
+                }
+            }
+        })
+    };
+
+    let total = EXECUTIONS * EVENTS as usize;
+    let log = Arc::new(Mutex::new(DeliveryLog::default()));
+    let claimers: Vec<_> = (0..CLAIMERS)
+        .map(|c| tokio::spawn(claim_and_finish(stores[c % STORES].clone(), log.clone(), total)))
+        .collect();
+    let all_done = async {
+        appender.await.unwrap();
+        for claimer in claimers {
+            claimer.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), all_done).await.expect("every delivery done");
+
+    let done = std::mem::take(&mut log.lock().unwrap().done);
+    let in_order: Vec<i64> = (1..=EVENTS).collect();
+    assert_eq!(done.len(), EXECUTIONS);
+    assert!(done.values().all(|seqs| *seqs == in_order), "{done:?}");
+    let records = listed(&*stores[1], &ws).await;
+    assert_eq!(records.len(), total);
+    for record in &records {
+        let status =
+            if record.seq % 5 == 0 { DeliveryStatus::Dead } else { DeliveryStatus::Delivered };
+        let attempts = if record.seq % 3 == 0 { 2 } else { 1 };
+        assert_eq!((record.status, record.attempts.len()), (status, attempts), "{record:?}");
+    }
+    assert_eq!(stores[2].next_delivery_due_ms().await.unwrap(), None);
 }

@@ -5,10 +5,11 @@
 //! definition's row `FOR SHARE`, so a delete (which locks that row `FOR UPDATE` before its
 //! in-flight check) and a dispatch take turns. Two dispatches of a new key meet on the
 //! key's primary key: the loser's `ON CONFLICT DO NOTHING` waits for the winner to commit
-//! and then reads the winner's ids. A command locks its execution's row `FOR UPDATE`.
-//! Timers are claimed with `FOR UPDATE SKIP LOCKED`.
+//! and then reads the winner's ids. A command locks its execution's row `FOR UPDATE`, so
+//! its deliveries are written in `seq` order with its events. Timers are claimed with
+//! `FOR UPDATE SKIP LOCKED`.
 
-use super::{execute, query, query_opt};
+use super::{deliveries, execute, query, query_opt};
 use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
@@ -59,6 +60,7 @@ pub(super) async fn dispatch_execution(
         workspace_id,
         execution_id: &record.execution_id,
         correlation_id: &record.correlation_id,
+        updated_at_ms: record.updated_at_ms,
     };
     apply_changes(txn, &owner, &write.changes).await?;
     Ok(DispatchOutcome::Created)
@@ -307,19 +309,26 @@ where
         ],
     )
     .await?;
-    let owner = Owner { workspace_id, execution_id, correlation_id: &correlation_id };
+    let owner = Owner {
+        workspace_id,
+        execution_id,
+        correlation_id: &correlation_id,
+        updated_at_ms: record.updated_at_ms,
+    };
     apply_changes(txn, &owner, &changes).await?;
     Ok(Ok(answer))
 }
 
-/// The execution that events and timers belong to.
+/// The execution that events, timers and deliveries belong to.
 struct Owner<'a> {
     workspace_id: &'a str,
     execution_id: &'a str,
     correlation_id: &'a str,
+    /// As the write leaves the record: when the new deliveries are first due.
+    updated_at_ms: i64,
 }
 
-/// Appends the events and clears, then sets, the timers.
+/// Appends the events and their deliveries, and clears, then sets, the timers.
 async fn apply_changes(
     txn: &Transaction<'_>,
     owner: &Owner<'_>,
@@ -346,6 +355,8 @@ async fn apply_changes(
         )
         .await?;
     }
+    let deliveries = &changes.deliveries;
+    deliveries::insert_deliveries(txn, ids.0, ids.1, deliveries, owner.updated_at_ms).await?;
 
     for timer_key in &changes.timers_cleared {
         execute(

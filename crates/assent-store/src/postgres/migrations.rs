@@ -143,7 +143,9 @@ CREATE INDEX timers_by_claimable_at ON timers (claimable_at_ms);
         name: "outbound deliveries and their attempts, the server secret",
         sql: r#"
 -- One row per event sent to a webhook. A delivery is claimable when it is pending, due,
--- not leased, and the lowest pending seq of its execution.
+-- not leased, and the lowest pending seq of its execution. A pending delivery written
+-- behind another of its execution is queued until that one is delivered or dead, so that
+-- claims never look at it; the lowest pending one of an execution is never queued.
 CREATE TABLE deliveries (
     delivery_id        BIGINT  GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     workspace_id       TEXT    NOT NULL,
@@ -159,17 +161,24 @@ CREATE TABLE deliveries (
     round_attempts     BIGINT  NOT NULL DEFAULT 0,
     next_attempt_at_ms BIGINT  NOT NULL,
     lease_until_ms     BIGINT  NOT NULL DEFAULT 0,
+    queued             BOOLEAN NOT NULL DEFAULT FALSE,
     created_at_ms      BIGINT  NOT NULL,
     updated_at_ms      BIGINT  NOT NULL,
     UNIQUE (workspace_id, execution_id, seq),
     FOREIGN KEY (workspace_id, execution_id)
         REFERENCES executions (workspace_id, execution_id) ON DELETE CASCADE
 );
-CREATE INDEX deliveries_pending_by_due
-    ON deliveries (next_attempt_at_ms) WHERE status = 'pending';
+-- When a pending delivery becomes claimable: its next attempt, or the end of its lease.
+-- Serves both the claim and the next wake-up.
+CREATE INDEX deliveries_claimable
+    ON deliveries ((GREATEST(next_attempt_at_ms, lease_until_ms)))
+    WHERE status = 'pending' AND NOT queued;
+-- An execution's pending deliveries in order: the head, and whether one is before another.
 CREATE INDEX deliveries_pending_by_execution
     ON deliveries (workspace_id, execution_id, seq) WHERE status = 'pending';
 CREATE INDEX deliveries_newest_first ON deliveries (workspace_id, delivery_id DESC);
+CREATE INDEX deliveries_of_execution_newest_first
+    ON deliveries (workspace_id, execution_id, delivery_id DESC);
 
 CREATE TABLE delivery_attempts (
     delivery_id  BIGINT  NOT NULL REFERENCES deliveries (delivery_id) ON DELETE CASCADE,

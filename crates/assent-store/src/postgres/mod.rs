@@ -7,11 +7,13 @@
 
 mod credentials;
 mod definitions;
+mod deliveries;
 mod executions;
 mod migrations;
 mod schedules;
 
 use crate::credentials::SecretKind;
+use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
@@ -444,43 +446,52 @@ impl Store for PgStore {
 
     async fn claim_due_deliveries(
         &self,
-        _now_ms: i64,
-        _lease_ms: i64,
-        _limit: u32,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        in_transaction!(self, |txn| deliveries::claim_due_deliveries(&txn, now_ms, lease_ms, limit))
     }
 
     async fn finish_delivery_attempt(
         &self,
-        _claimed: &ClaimedDelivery,
-        _attempt: DeliveryAttempt,
-        _after: AfterAttempt,
-        _now_ms: i64,
+        claimed: &ClaimedDelivery,
+        attempt: DeliveryAttempt,
+        after: AfterAttempt,
+        now_ms: i64,
     ) -> StoreResult<bool> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        in_transaction!(self, |txn| deliveries::finish_delivery_attempt(
+            &txn, claimed, &attempt, after, now_ms
+        ))
     }
 
     async fn next_delivery_due_ms(&self) -> StoreResult<Option<i64>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        in_transaction!(self, |txn| deliveries::next_delivery_due_ms(&txn))
     }
 
     async fn list_deliveries(
         &self,
-        _workspace_id: &str,
-        _filter: DeliveryFilter<'_>,
+        workspace_id: &str,
+        filter: DeliveryFilter<'_>,
     ) -> StoreResult<DeliveryPage> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        let list = DeliveryQuery::from_filter(&filter)?;
+        in_transaction!(self, |txn| deliveries::list_deliveries(&txn, workspace_id, &list))
     }
 
     async fn redeliver(
         &self,
-        _workspace_id: &str,
-        _execution_id: &str,
-        _event_ids: Option<&[String]>,
-        _now_ms: i64,
+        workspace_id: &str,
+        execution_id: &str,
+        event_ids: Option<&[String]>,
+        now_ms: i64,
     ) -> StoreResult<Vec<String>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        in_transaction!(self, |txn| deliveries::redeliver(
+            &txn,
+            workspace_id,
+            execution_id,
+            event_ids,
+            now_ms
+        ))
     }
 
     async fn server_secret(&self, candidate: &str) -> StoreResult<String> {

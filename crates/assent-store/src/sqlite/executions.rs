@@ -2,6 +2,7 @@
 //! `postgres/executions.rs`. Every write runs on the writer thread, which serialises them:
 //! a dispatch that finds no key cannot be overtaken by another before it inserts its own.
 
+use super::deliveries;
 use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
@@ -52,6 +53,7 @@ pub(super) fn dispatch_execution(
         workspace_id,
         execution_id: &record.execution_id,
         correlation_id: &record.correlation_id,
+        updated_at_ms: record.updated_at_ms,
     };
     apply_changes(conn, &owner, &write.changes)?;
     Ok(DispatchOutcome::Created)
@@ -250,19 +252,26 @@ where
         next_seq_after(stored_next_seq, &changes.events),
         record.state.to_string(),
     ])?;
-    let owner = Owner { workspace_id, execution_id, correlation_id: &correlation_id };
+    let owner = Owner {
+        workspace_id,
+        execution_id,
+        correlation_id: &correlation_id,
+        updated_at_ms: record.updated_at_ms,
+    };
     apply_changes(conn, &owner, &changes)?;
     Ok(Ok(answer))
 }
 
-/// The execution that events and timers belong to.
+/// The execution that events, timers and deliveries belong to.
 struct Owner<'a> {
     workspace_id: &'a str,
     execution_id: &'a str,
     correlation_id: &'a str,
+    /// As the write leaves the record: when the new deliveries are first due.
+    updated_at_ms: i64,
 }
 
-/// Appends the events and clears, then sets, the timers.
+/// Appends the events and their deliveries, and clears, then sets, the timers.
 fn apply_changes(
     conn: &Connection,
     owner: &Owner<'_>,
@@ -287,6 +296,8 @@ fn apply_changes(
             event.external,
         ])?;
     }
+    let deliveries = &changes.deliveries;
+    deliveries::insert_deliveries(conn, ids.0, ids.1, deliveries, owner.updated_at_ms)?;
 
     let mut clear_timer = conn.prepare_cached(
         "DELETE FROM timers WHERE workspace_id = ?1 AND execution_id = ?2 AND timer_key = ?3",

@@ -6,12 +6,14 @@
 
 mod credentials;
 mod definitions;
+mod deliveries;
 mod executions;
 mod migrations;
 mod schedules;
 mod writer;
 
 use crate::credentials::SecretKind;
+use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
@@ -476,43 +478,56 @@ impl Store for SqliteStore {
 
     async fn claim_due_deliveries(
         &self,
-        _now_ms: i64,
-        _lease_ms: i64,
-        _limit: u32,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
     ) -> StoreResult<Vec<ClaimedDelivery>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        self.write(move |conn| deliveries::claim_due_deliveries(conn, now_ms, lease_ms, limit))
+            .await
     }
 
     async fn finish_delivery_attempt(
         &self,
-        _claimed: &ClaimedDelivery,
-        _attempt: DeliveryAttempt,
-        _after: AfterAttempt,
-        _now_ms: i64,
+        claimed: &ClaimedDelivery,
+        attempt: DeliveryAttempt,
+        after: AfterAttempt,
+        now_ms: i64,
     ) -> StoreResult<bool> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        let claimed = claimed.clone();
+        self.write(move |conn| {
+            deliveries::finish_delivery_attempt(conn, &claimed, &attempt, after, now_ms)
+        })
+        .await
     }
 
     async fn next_delivery_due_ms(&self) -> StoreResult<Option<i64>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        self.read(deliveries::next_delivery_due_ms).await
     }
 
     async fn list_deliveries(
         &self,
-        _workspace_id: &str,
-        _filter: DeliveryFilter<'_>,
+        workspace_id: &str,
+        filter: DeliveryFilter<'_>,
     ) -> StoreResult<DeliveryPage> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        let list = DeliveryQuery::from_filter(&filter)?;
+        let workspace_id = workspace_id.to_owned();
+        self.read(move |conn| deliveries::list_deliveries(conn, &workspace_id, &list)).await
     }
 
     async fn redeliver(
         &self,
-        _workspace_id: &str,
-        _execution_id: &str,
-        _event_ids: Option<&[String]>,
-        _now_ms: i64,
+        workspace_id: &str,
+        execution_id: &str,
+        event_ids: Option<&[String]>,
+        now_ms: i64,
     ) -> StoreResult<Vec<String>> {
-        Err(StoreError::Config("deliveries: not yet".into()))
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        let event_ids = event_ids.map(<[String]>::to_vec);
+        self.write(move |conn| {
+            let event_ids = event_ids.as_deref();
+            deliveries::redeliver(conn, &workspace_id, &execution_id, event_ids, now_ms)
+        })
+        .await
     }
 
     async fn server_secret(&self, candidate: &str) -> StoreResult<String> {

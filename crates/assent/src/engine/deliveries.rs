@@ -63,8 +63,7 @@ pub(super) fn deliveries_for(
 ) -> Vec<NewDelivery> {
     let Some(target) = target(spec, state) else { return Vec::new() };
     let wanted = |event: &Event| {
-        event.external
-            && target.event_types.is_none_or(|types| types.contains(&event.event_type))
+        event.external && target.event_types.is_none_or(|types| types.contains(&event.event_type))
     };
     events
         .iter()
