@@ -127,6 +127,7 @@ async fn every_event_arrives_signed_in_order_and_as_get_events_shows_it() {
     }
     assert_eq!(received.last().unwrap().json()["type"], "execution.completed");
 
+    wait_for_attempts(&s, expected.len()).await;
     let log = s.deliveries(json!({ "executionId": id })).await;
     assert_eq!(log.len(), expected.len());
     assert!(log
@@ -174,11 +175,14 @@ async fn failed_attempts_follow_the_schedule_then_dead_letter_and_redelivery() {
     s.receiver.wait_for(1).await;
 
     for (n, delay_ms) in SCHEDULE_MS.iter().enumerate() {
+        // The schedule counts from the failure, so let it be recorded before time moves.
+        wait_for_attempts(&s, n + 1).await;
         advance(&s.app, delay_ms - 1).await;
         s.receiver.assert_quiet(n + 1, Duration::from_millis(100)).await;
         advance(&s.app, 1).await;
         s.receiver.wait_for(n + 2).await;
     }
+    wait_for_attempts(&s, 6).await;
     advance(&s.app, 3_600_000).await;
     s.receiver.assert_quiet(6, Duration::from_millis(200)).await;
     let received = s.receiver.received();
@@ -205,6 +209,7 @@ async fn failed_attempts_follow_the_schedule_then_dead_letter_and_redelivery() {
     let received = s.receiver.wait_for(7).await;
     assert_eq!(attempt_of(&received[6]), 6);
     assert_signed(&received[6], SECRET);
+    wait_for_attempts(&s, 7).await;
     let delivered = s.deliveries(json!({ "executionId": id, "status": "delivered" })).await;
     assert_eq!(delivered[0]["attempts"].as_array().unwrap().len(), 7);
 
@@ -240,8 +245,10 @@ async fn a_later_event_waits_while_an_earlier_one_is_retried() {
     let expected = events(&s.app, &id).await;
     s.receiver.wait_for(1).await;
     s.receiver.assert_quiet(1, Duration::from_millis(200)).await;
+    wait_for_attempts(&s, 1).await;
     advance(&s.app, 2_000).await;
     s.receiver.wait_for(2).await;
+    wait_for_attempts(&s, 2).await;
     advance(&s.app, 8_000).await;
     let received = s.receiver.wait_for(expected.len() + 2).await;
     s.receiver.assert_quiet(expected.len() + 2, Duration::from_millis(200)).await;
@@ -263,11 +270,12 @@ async fn a_receiver_that_goes_down_and_comes_back_loses_nothing_and_reorders_not
     for _ in 0..4 {
         ids.push(s.run_signoff().await);
     }
-    // Down through three attempts of each first event.
-    for delay_ms in &SCHEDULE_MS[..3] {
+    // Down through four attempts of each first event.
+    for (n, delay_ms) in SCHEDULE_MS[..3].iter().enumerate() {
+        wait_for_attempts(&s, ids.len() * (n + 1)).await;
         advance(&s.app, *delay_ms).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_attempts(&s, ids.len() * 4).await;
     assert!(s.receiver.received().is_empty());
     s.receiver.resume().await;
     advance(&s.app, SCHEDULE_MS[3]).await;
@@ -318,16 +326,17 @@ async fn a_name_that_turns_private_after_it_was_written_is_refused_at_delivery()
     assert!(s.receiver.received().is_empty());
 }
 
-/// The delivery log once its first delivery has `count` attempts.
+/// The delivery log once `count` attempts are recorded in it, over every delivery.
 async fn wait_for_attempts(s: &Setup, count: usize) -> Vec<Value> {
     for _ in 0..500 {
-        let log = s.deliveries(json!({})).await;
-        if log.first().is_some_and(|d| d["attempts"].as_array().unwrap().len() >= count) {
+        let log = s.deliveries(json!({ "pageSize": 200 })).await;
+        let recorded: usize = log.iter().map(|d| d["attempts"].as_array().unwrap().len()).sum();
+        if recorded >= count {
             return log;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no delivery reached {count} attempts");
+    panic!("the delivery log never held {count} attempts");
 }
 
 #[tokio::test]
