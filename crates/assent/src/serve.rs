@@ -26,9 +26,11 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
 }
 
-/// Runs the server until SIGINT or SIGTERM.
+/// Runs the server until SIGINT or SIGTERM. Options are checked before the store is
+/// touched, so a bad one changes nothing.
 pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let public_url = config.public_url.as_deref().map(public_url).transpose()?;
+    let (outbound, agent_runner) = outbound_clients(&config)?;
     let store = AnyStore::open(&config.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if config.bootstrap {
@@ -36,6 +38,19 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
+    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
+    if let Some(url) = &public_url {
+        state.engine.set_public_url(url);
+    }
+    tracing::info!(listen = %listener.local_addr()?, "assent is serving");
+    serve(listener, state, shutdown).await?;
+    tracing::info!("assent stopped");
+    Ok(())
+}
+
+/// The guarded client for users' addresses and the agent runner's client, from the
+/// `--webhook-*` and `--agent-runner-url` options.
+fn outbound_clients(config: &ServeConfig) -> Result<(Outbound, Option<AgentRunner>), String> {
     let extra_ca_pem = match &config.webhook_ca_file {
         Some(path) => Some(
             std::fs::read(path)
@@ -53,7 +68,8 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
         .map_err(|e| format!("--webhook-allow: {e}"))?;
     if policy.allow_http {
         tracing::warn!(
-            "--webhook-allow-http is set: webhooks may be sent over plain http; use this for local development only"
+            "--webhook-allow-http is set: webhooks may be sent over plain http; \
+             use this for local development only"
         );
     }
     let outbound = Outbound::new(OutboundOptions {
@@ -62,14 +78,7 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
         resolver: Arc::new(SystemResolver),
     })
     .map_err(|e| format!("--webhook-ca-file: {e}"))?;
-    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
-    if let Some(url) = &public_url {
-        state.engine.set_public_url(url);
-    }
-    tracing::info!(listen = %listener.local_addr()?, "assent is serving");
-    serve(listener, state, shutdown).await?;
-    tracing::info!("assent stopped");
-    Ok(())
+    Ok((outbound, agent_runner))
 }
 
 /// `--public-url`: an absolute `http` or `https` URL without a query; its trailing slash

@@ -129,3 +129,75 @@ fn no_bootstrap_leaves_an_empty_store_empty() {
     let list = json_output(assent(&dir).args(["workspace", "list"]));
     assert_eq!(list, Value::Array(vec![]));
 }
+
+/// The lines `assent serve` logs up to and including its `listen=` line.
+fn log_until_listening(child: &mut Child) -> Vec<String> {
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let listening = line.contains("listen=");
+        seen.push(line);
+        if listening {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    seen
+}
+
+#[test]
+fn plain_http_webhooks_are_allowed_only_with_a_warning() {
+    let dir = TempDir::new("allowhttp");
+    let mut child = assent(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .env("ASSENT_WEBHOOK_ALLOW_HTTP", "1")
+        .env("ASSENT_WEBHOOK_ALLOW", "127.0.0.1,hooks.example.test")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = log_until_listening(&mut child);
+    let (clean, _) = stop(child);
+    assert!(clean);
+    let warned = log.iter().any(|l| l.contains("WARN") && l.contains("--webhook-allow-http"));
+    assert!(warned, "no start-up warning in {log:?}");
+
+    let mut quiet = assent(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = log_until_listening(&mut quiet);
+    stop(quiet);
+    assert!(!log.iter().any(|l| l.contains("--webhook-allow-http")), "{log:?}");
+}
+
+#[test]
+fn bad_webhook_options_stop_the_server_with_a_reason() {
+    let dir = TempDir::new("badallow");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--webhook-allow", "10.0.0.0/33"], "--webhook-allow"),
+        (&["--webhook-allow", "https://x.example/"], "--webhook-allow"),
+        (&["--webhook-ca-file", "/nonexistent/ca.pem"], "--webhook-ca-file"),
+    ];
+    for (flags, named) in cases {
+        let out = assent(&dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"])
+            .args(flags)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flags:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{flags:?}: {stderr}");
+    }
+    let not_pem = dir.0.join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let out = assent(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap", "--webhook-ca-file"])
+        .arg(&not_pem)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a CA file without certificates was accepted");
+}
