@@ -437,6 +437,11 @@ pub fn truthy(value: &Value) -> bool {
     }
 }
 
+/// Equality as `eq` judges it: JSON equality, with numbers compared by value (1 == 1.0).
+pub fn values_equal(a: &Value, b: &Value) -> bool {
+    json_eq(a, b, 0)
+}
+
 /// JSON equality, with numbers compared by value (1 == 1.0) at every depth.
 fn json_eq(a: &Value, b: &Value, depth: usize) -> bool {
     if depth > EQUALITY_DEPTH_MAX {

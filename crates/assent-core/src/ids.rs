@@ -58,9 +58,11 @@ pub fn schedule_key(definition_id: &str, trigger_id: &str, scheduled_at_ms: i64)
     bounded_key("sched:", &format!("{definition_id}:{trigger_id}:{scheduled_at_ms}"))
 }
 
-/// `app:<provider>:<deliveryId>`, the key of an app-trigger dispatch.
-pub fn app_key(provider: &str, delivery_id: &str) -> String {
-    bounded_key("app:", &format!("{provider}:{delivery_id}"))
+/// `app:<provider>:<deliveryId>:<definitionId>`, the key of an app-trigger dispatch. One
+/// delivery may start a run of several definitions of a workspace, so the key names the
+/// definition after the delivery; definition ids have no `:`, so the key reads one way.
+pub fn app_key(provider: &str, delivery_id: &str, definition_id: &str) -> String {
+    bounded_key("app:", &format!("{provider}:{delivery_id}:{definition_id}"))
 }
 
 /// Whether `key` can be an idempotency key or correlation id.
@@ -159,7 +161,9 @@ mod tests {
             (schedule_key("nightly-review", "cron", 1_700_000_000_000), {
                 "sched:nightly-review:cron:1700000000000"
             }),
-            (app_key("github", "72d3162e-cc78"), "app:github:72d3162e-cc78"),
+            (app_key("github", "72d3162e-cc78", "release-review"), {
+                "app:github:72d3162e-cc78:release-review"
+            }),
         ];
         for (made, expected) in cases {
             assert_eq!(made, expected);
@@ -172,8 +176,8 @@ mod tests {
         let spaced = trigger_key("t", "a b");
         assert_eq!(spaced, "trig:d69c659439972ae2cf26a8fe05bb4c80580fc959");
         let long_id = "x".repeat(200);
-        let long = app_key("github", &long_id);
-        assert_eq!(long, format!("app:{}", &hashed(&format!("github:{long_id}"))));
+        let long = app_key("github", &long_id, "d");
+        assert_eq!(long, format!("app:{}", &hashed(&format!("github:{long_id}:d"))));
         let sched = schedule_key("d", "tz/europe", 5);
         assert_eq!(sched, "sched:e2ee753011daae76ec0e2b11014706d0f205f502");
         for key in [spaced, long, sched] {

@@ -48,6 +48,20 @@ impl Refusal {
     }
 }
 
+/// How GitHub signs its webhooks: `x-hub-signature-256: sha256=<hex HMAC-SHA256>`.
+pub const GITHUB_SIGNATURE: SignatureScheme<'static> = SignatureScheme {
+    header: "x-hub-signature-256",
+    algorithm: SignatureAlgorithm::Sha256,
+    prefix: "sha256=",
+};
+
+/// How Vercel signs its webhooks: `x-vercel-signature: <hex HMAC-SHA1>`, no prefix.
+pub const VERCEL_SIGNATURE: SignatureScheme<'static> = SignatureScheme {
+    header: "x-vercel-signature",
+    algorithm: SignatureAlgorithm::Sha1,
+    prefix: "",
+};
+
 const VELT_EVENT_FIELD: &str = "type";
 const GITHUB_EVENT_HEADER: &str = "x-github-event";
 const VERCEL_EVENT_HEADER: &str = "x-vercel-deployment-event";
@@ -56,15 +70,14 @@ const VERCEL_EVENT_HEADER: &str = "x-vercel-deployment-event";
 /// own fields. `None` for a custom trigger without header or algorithm, which the schema
 /// refuses to store.
 pub fn signature_scheme(hook: &InboundWebhook) -> Option<SignatureScheme<'_>> {
-    let preset = |header, algorithm, prefix| SignatureScheme { header, algorithm, prefix };
     match hook.provider {
-        InboundProvider::Velt => {
-            Some(preset("x-velt-signature", SignatureAlgorithm::Sha256, "sha256="))
-        }
-        InboundProvider::Github => {
-            Some(preset("x-hub-signature-256", SignatureAlgorithm::Sha256, "sha256="))
-        }
-        InboundProvider::Vercel => Some(preset("x-vercel-signature", SignatureAlgorithm::Sha1, "")),
+        InboundProvider::Velt => Some(SignatureScheme {
+            header: "x-velt-signature",
+            algorithm: SignatureAlgorithm::Sha256,
+            prefix: "sha256=",
+        }),
+        InboundProvider::Github => Some(GITHUB_SIGNATURE),
+        InboundProvider::Vercel => Some(VERCEL_SIGNATURE),
         InboundProvider::Custom => Some(SignatureScheme {
             header: hook.signature_header.as_deref()?,
             algorithm: hook.signature_algorithm?,
@@ -86,10 +99,22 @@ pub fn authenticate(
         return check_bearer(&hook.secret, headers.get("authorization"));
     }
     let scheme = signature_scheme(hook).ok_or(Refusal::SignatureInvalid)?;
+    check_signature(scheme, &hook.secret, raw_body, headers)
+}
+
+/// Checks the HMAC of the exact body bytes, keyed by `secret`, that the scheme's header
+/// carries as hex (either case) after the scheme's prefix. The comparison takes the same
+/// time wherever the first differing byte is.
+pub fn check_signature(
+    scheme: SignatureScheme<'_>,
+    secret: &str,
+    raw_body: &[u8],
+    headers: &impl Headers,
+) -> Result<(), Refusal> {
     let presented = headers.get(scheme.header).ok_or(Refusal::SignatureMissing)?.trim();
     let hex_digits = presented.strip_prefix(scheme.prefix).ok_or(Refusal::SignatureInvalid)?;
     let presented = hex::decode(hex_digits).map_err(|_| Refusal::SignatureInvalid)?;
-    let expected = signature(scheme.algorithm, hook.secret.as_bytes(), raw_body);
+    let expected = signature(scheme.algorithm, secret.as_bytes(), raw_body);
     if same_bytes(&presented, &expected) {
         Ok(())
     } else {

@@ -2,6 +2,7 @@
 //! function of its arguments, so it can be tested with tables and trusted by every shell.
 
 pub mod address;
+pub mod app;
 pub mod compile;
 pub mod cron;
 pub mod engine;

@@ -332,10 +332,26 @@ pub struct Schedule {
     pub payload_template: Option<Map<String, Value>>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AppProvider {
     Github,
     Vercel,
+}
+
+impl AppProvider {
+    pub const ALL: [AppProvider; 2] = [AppProvider::Github, AppProvider::Vercel];
+
+    /// The provider's name on the wire, in paths and in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProvider::Github => "github",
+            AppProvider::Vercel => "vercel",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<AppProvider> {
+        AppProvider::ALL.into_iter().find(|provider| provider.as_str() == name)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

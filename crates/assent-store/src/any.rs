@@ -7,6 +7,8 @@ use crate::{
     NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
     WorkspaceInfo,
 };
+use crate::{Connection, ConnectionRecord, NewConnection};
+use assent_core::model::AppProvider;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
@@ -100,6 +102,47 @@ impl Store for AnyStore {
         auth_token: Option<&str>,
     ) -> StoreResult<AuthOutcome> {
         delegate!(self.authenticate(api_key, auth_token))
+    }
+
+    async fn add_connection(
+        &self,
+        connection: NewConnection,
+        now_ms: i64,
+    ) -> StoreResult<ConnectionRecord> {
+        delegate!(self.add_connection(connection, now_ms))
+    }
+
+    async fn list_connections(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<ConnectionRecord>> {
+        delegate!(self.list_connections(workspace_id))
+    }
+
+    async fn remove_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<ConnectionRecord> {
+        delegate!(self.remove_connection(provider, installation_ref))
+    }
+
+    async fn get_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<Option<Connection>> {
+        delegate!(self.get_connection(provider, installation_ref))
+    }
+
+    async fn app_trigger_definitions(
+        &self,
+        workspace_id: &str,
+        provider: AppProvider,
+        installation_ref: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        delegate!(self.app_trigger_definitions(workspace_id, provider, installation_ref, limit))
     }
 
     async fn create_definition(

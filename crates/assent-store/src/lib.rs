@@ -5,6 +5,7 @@
 //! can move time by hand.
 
 mod any;
+mod connections;
 mod credentials;
 mod deliveries;
 mod executions;
@@ -13,12 +14,14 @@ mod schedules;
 mod shared;
 mod sqlite;
 
+use assent_core::model::AppProvider;
 use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
 pub use any::AnyStore;
+pub use connections::{AppTriggerEntry, Connection, ConnectionRecord, NewConnection};
 pub use credentials::{AuthOutcome, NewCredentials, WorkspaceInfo};
 pub use deliveries::{
     AfterAttempt, ClaimedDelivery, DeliveryAttempt, DeliveryFilter, DeliveryPage, DeliveryRecord,
@@ -36,8 +39,8 @@ pub use sqlite::SqliteStore;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// An active definition already holds this id.
-    #[error("definition already exists")]
+    /// An active definition already holds this id, or a connection this installation.
+    #[error("already exists")]
     AlreadyExists,
     /// No active definition (or workspace, key, token) with this id.
     #[error("not found")]
@@ -75,6 +78,9 @@ pub struct NewDefinition {
     /// Its enabled schedule triggers, which replace the definition's entries in the
     /// schedule index in the same transaction.
     pub schedules: Vec<ScheduleEntry>,
+    /// The installations its app triggers name, each once, which replace the definition's
+    /// entries in the app trigger index in the same transaction.
+    pub app_triggers: Vec<AppTriggerEntry>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +187,45 @@ pub trait Store: Send + Sync + 'static {
         auth_token: Option<&str>,
     ) -> impl Future<Output = StoreResult<AuthOutcome>> + Send;
 
+    /// Connects an installation to a workspace. `NotFound` when there is no such workspace,
+    /// `AlreadyExists` when the installation is connected already, to any workspace.
+    fn add_connection(
+        &self,
+        connection: NewConnection,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<ConnectionRecord>> + Send;
+
+    /// The connections of one workspace, or of all, by workspace, provider and installation.
+    fn list_connections(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> impl Future<Output = StoreResult<Vec<ConnectionRecord>>> + Send;
+
+    /// Removes a connection and answers what it was; `NotFound` when there is none. The
+    /// definitions naming the installation are left as they are.
+    fn remove_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> impl Future<Output = StoreResult<ConnectionRecord>> + Send;
+
+    /// The connection of an installation, with its webhook secret.
+    fn get_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> impl Future<Output = StoreResult<Option<Connection>>> + Send;
+
+    /// The ids of a workspace's active definitions whose app triggers name this installation,
+    /// in id order, at most `limit` of them.
+    fn app_trigger_definitions(
+        &self,
+        workspace_id: &str,
+        provider: AppProvider,
+        installation_ref: &str,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
     /// Creates a definition at version 1, over a tombstone if there is one (whose earlier
     /// versions are then gone). `AlreadyExists` if an active one holds the id.
     fn create_definition(
@@ -231,8 +276,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<DefinitionPage>> + Send;
 
     /// Tombstones (or with `purge`, removes with every version) an active definition, and
-    /// takes its schedules out of the schedule index. `InFlight` while it has executions
-    /// that are pending or running.
+    /// takes its entries out of the schedule and app trigger indexes. `InFlight` while it has
+    /// executions that are pending or running.
     fn delete_definition(
         &self,
         workspace_id: &str,

@@ -2,11 +2,13 @@
 //! against SQLite always and against PostgreSQL when `ASSENT_TEST_POSTGRES_URL` is set
 //! (each test then gets a database of its own, dropped afterwards).
 
+use assent_core::model::AppProvider;
 use assent_store::{
-    AfterAttempt, AnyStore, AuthOutcome, ClaimedDelivery, DefinitionRecord, DefinitionStatus,
-    DeliveryAttempt, DeliveryFilter, DeliveryRecord, DeliveryStatus, DispatchOutcome, DueSchedule,
-    ExecutionChanges, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewDefinition, NewDelivery,
-    NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
+    AfterAttempt, AnyStore, AppTriggerEntry, AuthOutcome, ClaimedDelivery, ConnectionRecord,
+    DefinitionRecord, DefinitionStatus, DeliveryAttempt, DeliveryFilter, DeliveryRecord,
+    DeliveryStatus, DispatchOutcome, DueSchedule, ExecutionChanges, ExecutionRecord,
+    ExecutionStatus, ExecutionWrite, NewConnection, NewDefinition, NewDelivery, NewEvent, PgStore,
+    ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -196,6 +198,9 @@ conformance!(
     redelivery_waits_for_the_delivery_in_flight,
     deliveries_go_with_their_execution,
     concurrent_claimers_deliver_each_execution_in_order,
+    connections_lifecycle,
+    an_installation_connects_once_across_stores,
+    app_trigger_index_follows_definition_writes,
 );
 
 /// PostgreSQL only: several processes share one database, so a commit that sets timers must
@@ -236,6 +241,7 @@ fn definition(id: &str, revision: i64) -> NewDefinition {
         }),
         view: json!({"name": format!("{id} rev {revision}"), "definitionId": id}),
         schedules: Vec::new(),
+        app_triggers: Vec::new(),
     }
 }
 
@@ -1965,4 +1971,152 @@ async fn concurrent_claimers_deliver_each_execution_in_order<B: Backend>(backend
         assert_eq!((record.status, record.attempts.len()), (status, attempts), "{record:?}");
     }
     assert_eq!(stores[2].next_delivery_due_ms().await.unwrap(), None);
+}
+
+fn connection(workspace_id: &str, provider: AppProvider, reference: &str) -> NewConnection {
+    NewConnection {
+        workspace_id: workspace_id.to_owned(),
+        provider,
+        installation_ref: reference.to_owned(),
+        webhook_secret: format!("secret of {reference}"),
+    }
+}
+
+/// `(workspaceId, provider, installationRef)` of each record.
+fn connections_of(records: &[ConnectionRecord]) -> Vec<(&str, AppProvider, &str)> {
+    records
+        .iter()
+        .map(|r| (r.workspace_id.as_str(), r.provider, r.installation_ref.as_str()))
+        .collect()
+}
+
+async fn connections_lifecycle<B: Backend>(backend: B) {
+    use AppProvider::{Github, Vercel};
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    let (ws, other) = if ws < other { (ws, other) } else { (other, ws) };
+    let missing = store.add_connection(connection("ws_missing", Github, "1"), NOW_MS).await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+
+    let added = store.add_connection(connection(&ws, Github, "42"), NOW_MS).await.unwrap();
+    let expected = ConnectionRecord {
+        workspace_id: ws.clone(),
+        provider: Github,
+        installation_ref: "42".into(),
+        created_at_ms: NOW_MS,
+    };
+    assert_eq!(added, expected);
+    // One installation, one workspace: connecting it again is refused, wherever to.
+    for target in [&ws, &other] {
+        let again = store.add_connection(connection(target, Github, "42"), NOW_MS + 1).await;
+        assert!(matches!(again, Err(StoreError::AlreadyExists)), "{again:?}");
+    }
+    // The same reference of another provider is another installation.
+    store.add_connection(connection(&other, Vercel, "42"), NOW_MS).await.unwrap();
+    store.add_connection(connection(&ws, Vercel, "icfg_9"), NOW_MS).await.unwrap();
+
+    let all = store.list_connections(None).await.unwrap();
+    assert_eq!(
+        connections_of(&all),
+        [(&*ws, Github, "42"), (&*ws, Vercel, "icfg_9"), (&*other, Vercel, "42")]
+    );
+    let of_other = store.list_connections(Some(&other)).await.unwrap();
+    assert_eq!(connections_of(&of_other), [(&*other, Vercel, "42")]);
+    assert!(store.list_connections(Some("ws_missing")).await.unwrap().is_empty());
+
+    let found = store.get_connection(Github, "42").await.unwrap().expect("connected");
+    assert_eq!((found.record, found.webhook_secret.as_str()), (expected.clone(), "secret of 42"));
+    let vercel = store.get_connection(Vercel, "42").await.unwrap().expect("connected");
+    assert_eq!(vercel.record.workspace_id, other);
+    assert!(store.get_connection(Github, "43").await.unwrap().is_none());
+
+    assert_eq!(store.remove_connection(Github, "42").await.unwrap(), expected);
+    let gone = store.remove_connection(Github, "42").await;
+    assert!(matches!(gone, Err(StoreError::NotFound)), "{gone:?}");
+    assert!(store.get_connection(Github, "42").await.unwrap().is_none());
+    // Once removed, the installation may be connected again, to another workspace.
+    store.add_connection(connection(&other, Github, "42"), NOW_MS + 2).await.unwrap();
+    let moved = store.get_connection(Github, "42").await.unwrap().expect("connected");
+    assert_eq!((moved.record.workspace_id, moved.record.created_at_ms), (other, NOW_MS + 2));
+}
+
+async fn an_installation_connects_once_across_stores<B: Backend>(backend: B) {
+    const ATTEMPTS: usize = 8;
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    let mut workspaces = Vec::new();
+    for i in 0..ATTEMPTS {
+        workspaces.push(new_workspace(&*stores[0], &format!("w{i}")).await);
+    }
+    let attempts = workspaces.iter().enumerate().map(|(i, ws)| {
+        let (store, new) = (stores[i % 2].clone(), connection(ws, AppProvider::Github, "7"));
+        tokio::spawn(async move { store.add_connection(new, NOW_MS).await })
+    });
+    let mut connected = Vec::new();
+    for attempt in attempts.collect::<Vec<_>>() {
+        match attempt.await.unwrap() {
+            Ok(record) => connected.push(record.workspace_id),
+            Err(StoreError::AlreadyExists) => {}
+            Err(e) => panic!("unexpected: {e:?}"),
+        }
+    }
+    assert_eq!(connected.len(), 1, "exactly one workspace gets the installation");
+    let kept = stores[1].get_connection(AppProvider::Github, "7").await.unwrap().unwrap();
+    assert_eq!(kept.record.workspace_id, connected[0]);
+}
+
+/// A definition whose app triggers name these installations.
+fn with_app_triggers(id: &str, installations: &[(AppProvider, &str)]) -> NewDefinition {
+    let entry = |&(provider, reference): &(AppProvider, &str)| AppTriggerEntry {
+        provider,
+        installation_ref: reference.to_owned(),
+    };
+    NewDefinition { app_triggers: installations.iter().map(entry).collect(), ..definition(id, 1) }
+}
+
+async fn app_trigger_index_follows_definition_writes<B: Backend>(backend: B) {
+    use AppProvider::{Github, Vercel};
+    let store = backend.open().await;
+    let (ws, other) = (new_workspace(&store, "w").await, new_workspace(&store, "o").await);
+    let naming = |workspace: &str, provider, reference: &str, limit| {
+        let (store, workspace, reference) = (&store, workspace.to_owned(), reference.to_owned());
+        async move {
+            let found = store.app_trigger_definitions(&workspace, provider, &reference, limit);
+            found.await.expect("index read")
+        }
+    };
+    let both = [(Github, "42"), (Vercel, "42")];
+    for id in ["release-b", "release-a", "release-c"] {
+        store.create_definition(&ws, with_app_triggers(id, &both), NOW_MS).await.unwrap();
+    }
+    store
+        .create_definition(&ws, with_app_triggers("other-repo", &[(Github, "43")]), NOW_MS)
+        .await
+        .unwrap();
+    store.create_definition(&other, with_app_triggers("release-a", &both), NOW_MS).await.unwrap();
+
+    assert_eq!(naming(&ws, Github, "42", 10).await, ["release-a", "release-b", "release-c"]);
+    assert_eq!(naming(&ws, Github, "42", 2).await, ["release-a", "release-b"]);
+    assert_eq!(naming(&ws, Vercel, "42", 10).await, ["release-a", "release-b", "release-c"]);
+    assert_eq!(naming(&ws, Github, "43", 10).await, ["other-repo"]);
+    assert_eq!(naming(&other, Github, "42", 10).await, ["release-a"]);
+    assert!(naming(&ws, Vercel, "43", 10).await.is_empty());
+
+    // An update replaces the entries; a failed one leaves them.
+    let update = with_app_triggers("release-b", &[(Vercel, "42")]);
+    store.update_definition(&ws, update, 1, NOW_MS).await.unwrap();
+    let stale = with_app_triggers("release-b", &[(Github, "99")]);
+    let conflict = store.update_definition(&ws, stale, 1, NOW_MS).await;
+    assert!(matches!(conflict, Err(StoreError::VersionConflict { .. })), "{conflict:?}");
+    assert_eq!(naming(&ws, Github, "42", 10).await, ["release-a", "release-c"]);
+    assert_eq!(naming(&ws, Vercel, "42", 10).await, ["release-a", "release-b", "release-c"]);
+    assert!(naming(&ws, Github, "99", 10).await.is_empty());
+
+    // Tombstoned and purged definitions leave the index; a re-created one comes back.
+    store.delete_definition(&ws, "release-a", false, NOW_MS).await.unwrap();
+    store.delete_definition(&ws, "release-c", true, NOW_MS).await.unwrap();
+    assert!(naming(&ws, Github, "42", 10).await.is_empty());
+    assert_eq!(naming(&ws, Vercel, "42", 10).await, ["release-b"]);
+    store.create_definition(&ws, with_app_triggers("release-a", &both), NOW_MS).await.unwrap();
+    assert_eq!(naming(&ws, Github, "42", 10).await, ["release-a"]);
+    assert_eq!(naming(&other, Github, "42", 10).await, ["release-a"], "the other is untouched");
 }

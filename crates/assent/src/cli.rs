@@ -1,11 +1,14 @@
-//! The command line: `assent serve`, and the workspace, key and token commands whose JSON
-//! output scripts can rely on.
+//! The command line: `assent serve`, and the workspace, key, token and connection commands
+//! whose JSON output scripts can rely on.
+
+mod connection;
 
 use crate::bootstrap::credentials_json;
 use crate::clock::{Clock, SystemClock};
 use crate::serve::ServeConfig;
 use assent_store::{AnyStore, Store, StoreError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use connection::ConnectionCommand;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -38,6 +41,9 @@ pub enum Command {
     /// Create and revoke auth tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Connect GitHub App installations and Vercel integrations to workspaces.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
 }
 
 #[derive(Args)]
@@ -166,6 +172,7 @@ pub async fn run_admin(database_url: &str, command: &Command) -> Result<(), Stri
             store.revoke_auth_token(token, now_ms).await.map_err(explain)?;
             json!({ "revoked": true }).to_string()
         }
+        Command::Connection(command) => connection::run(&store, command, now_ms).await?.to_string(),
     };
     println!("{output}");
     Ok(())

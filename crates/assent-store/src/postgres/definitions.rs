@@ -6,7 +6,7 @@
 //! whose write is yet to commit. Delete locks only the definition row; no write takes the
 //! two locks in the other order.
 
-use super::{execute, query, query_opt, schedules};
+use super::{connections, execute, query, query_opt, schedules};
 use crate::shared::{page_size_bounded, CURSOR_START};
 use crate::{
     DefinitionPage, DefinitionRecord, DefinitionStatus, NewDefinition, StoreError, StoreResult,
@@ -74,6 +74,7 @@ pub(super) async fn create_definition(
     };
     insert_version(txn, workspace_id, &record).await?;
     schedules::replace(txn, workspace_id, &record.definition_id, &def.schedules).await?;
+    connections::replace_index(txn, workspace_id, &record.definition_id, &def.app_triggers).await?;
     Ok(record)
 }
 
@@ -125,6 +126,7 @@ pub(super) async fn update_definition(
     };
     insert_version(txn, workspace_id, &record).await?;
     schedules::replace(txn, workspace_id, &record.definition_id, &def.schedules).await?;
+    connections::replace_index(txn, workspace_id, &record.definition_id, &def.app_triggers).await?;
     Ok(record)
 }
 
@@ -212,6 +214,7 @@ pub(super) async fn delete_definition(
     }
 
     schedules::remove(txn, workspace_id, definition_id).await?;
+    connections::remove_index(txn, workspace_id, definition_id).await?;
     if purge {
         return remove(txn, workspace_id, definition_id).await;
     }

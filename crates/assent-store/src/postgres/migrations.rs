@@ -217,4 +217,49 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_by_next_fire ON schedules (next_fire_at_ms);
 "#,
     },
+    Migration {
+        version: 5,
+        name: "connections and the app trigger index",
+        sql: r#"
+-- A provider's installation connected to one workspace. The webhook secret is kept as given:
+-- signatures are checked with it. An installation is connected to one workspace at most.
+CREATE TABLE connections (
+    workspace_id     TEXT    NOT NULL REFERENCES workspaces (workspace_id),
+    provider         TEXT    NOT NULL CHECK (provider IN ('github', 'vercel')),
+    installation_ref TEXT    NOT NULL,
+    webhook_secret   TEXT    NOT NULL,
+    created_at_ms    BIGINT  NOT NULL,
+    PRIMARY KEY (provider, installation_ref)
+);
+CREATE INDEX connections_by_workspace ON connections (workspace_id);
+
+-- The installations the app triggers of active definitions name, rewritten with each
+-- definition write.
+CREATE TABLE app_triggers (
+    workspace_id     TEXT    NOT NULL,
+    definition_id    TEXT    NOT NULL,
+    provider         TEXT    NOT NULL,
+    installation_ref TEXT    NOT NULL,
+    PRIMARY KEY (workspace_id, definition_id, provider, installation_ref),
+    FOREIGN KEY (workspace_id, definition_id)
+        REFERENCES definitions (workspace_id, definition_id) ON DELETE CASCADE
+);
+CREATE INDEX app_triggers_by_installation
+    ON app_triggers (workspace_id, provider, installation_ref, definition_id);
+
+-- Definitions written before this version may already name installations.
+INSERT INTO app_triggers (workspace_id, definition_id, provider, installation_ref)
+SELECT DISTINCT d.workspace_id, d.definition_id,
+       t.value -> 'appTrigger' ->> 'provider',
+       t.value -> 'appTrigger' ->> 'installationRef'
+  FROM definitions d
+ CROSS JOIN LATERAL json_array_elements(
+           CASE WHEN json_typeof(d.body -> 'triggers') = 'array'
+                THEN d.body -> 'triggers' ELSE '[]'::json END) AS t(value)
+ WHERE d.status = 'active'
+   AND t.value -> 'appTrigger' ->> 'provider' IN ('github', 'vercel')
+   AND json_typeof(t.value -> 'appTrigger' -> 'installationRef') = 'string'
+ON CONFLICT DO NOTHING;
+"#,
+    },
 ];

@@ -5,6 +5,7 @@
 //! `SELECT … FOR UPDATE`, primary keys, and transaction-scoped advisory locks where there
 //! is no row to lock yet (migrations, the first workspace).
 
+mod connections;
 mod credentials;
 mod definitions;
 mod deliveries;
@@ -21,6 +22,8 @@ use crate::{
     ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
+use crate::{Connection, ConnectionRecord, NewConnection};
+use assent_core::model::AppProvider;
 use deadpool_postgres::{
     Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
@@ -251,6 +254,53 @@ impl Store for PgStore {
         auth_token: Option<&str>,
     ) -> StoreResult<AuthOutcome> {
         in_transaction!(self, |txn| credentials::authenticate(&txn, api_key, auth_token))
+    }
+
+    async fn add_connection(
+        &self,
+        connection: NewConnection,
+        now_ms: i64,
+    ) -> StoreResult<ConnectionRecord> {
+        in_transaction!(self, |txn| connections::add(&txn, &connection, now_ms))
+    }
+
+    async fn list_connections(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<ConnectionRecord>> {
+        in_transaction!(self, |txn| connections::list(&txn, workspace_id))
+    }
+
+    async fn remove_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<ConnectionRecord> {
+        in_transaction!(self, |txn| connections::remove(&txn, provider, installation_ref))
+    }
+
+    async fn get_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<Option<Connection>> {
+        in_transaction!(self, |txn| connections::get(&txn, provider, installation_ref))
+    }
+
+    async fn app_trigger_definitions(
+        &self,
+        workspace_id: &str,
+        provider: AppProvider,
+        installation_ref: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        in_transaction!(self, |txn| connections::definitions_naming(
+            &txn,
+            workspace_id,
+            provider,
+            installation_ref,
+            limit
+        ))
     }
 
     async fn create_definition(

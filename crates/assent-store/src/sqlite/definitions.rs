@@ -1,6 +1,6 @@
 //! Definitions and their versions in SQLite. Mirrors `postgres/definitions.rs`.
 
-use super::schedules;
+use super::{connections, schedules};
 use crate::shared::{page_size_bounded, CURSOR_START};
 use crate::{
     DefinitionPage, DefinitionRecord, DefinitionStatus, NewDefinition, StoreError, StoreResult,
@@ -53,6 +53,7 @@ pub(super) fn create_definition(
     ])?;
     insert_version(conn, workspace_id, &record)?;
     schedules::replace(conn, workspace_id, &record.definition_id, &def.schedules)?;
+    connections::replace_index(conn, workspace_id, &record.definition_id, &def.app_triggers)?;
     Ok(record)
 }
 
@@ -107,6 +108,7 @@ pub(super) fn update_definition(
     };
     insert_version(conn, workspace_id, &record)?;
     schedules::replace(conn, workspace_id, &record.definition_id, &def.schedules)?;
+    connections::replace_index(conn, workspace_id, &record.definition_id, &def.app_triggers)?;
     Ok(record)
 }
 
@@ -194,6 +196,7 @@ pub(super) fn delete_definition(
     }
 
     schedules::remove(conn, workspace_id, definition_id)?;
+    connections::remove_index(conn, workspace_id, definition_id)?;
     if purge {
         return remove(conn, workspace_id, definition_id);
     }

@@ -4,6 +4,7 @@
 //! transaction, so many writes share one fsync. Reads run on a small pool of read-only
 //! connections; WAL mode lets them read while the writer writes.
 
+mod connections;
 mod credentials;
 mod definitions;
 mod deliveries;
@@ -21,6 +22,8 @@ use crate::{
     ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
+use crate::{ConnectionRecord, NewConnection};
+use assent_core::model::AppProvider;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -286,6 +289,54 @@ impl Store for SqliteStore {
         let auth_token = auth_token.map(str::to_owned);
         self.read(move |conn| {
             credentials::authenticate(conn, api_key.as_deref(), auth_token.as_deref())
+        })
+        .await
+    }
+
+    async fn add_connection(
+        &self,
+        connection: NewConnection,
+        now_ms: i64,
+    ) -> StoreResult<ConnectionRecord> {
+        self.write(move |conn| connections::add(conn, &connection, now_ms)).await
+    }
+
+    async fn list_connections(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<ConnectionRecord>> {
+        let workspace_id = workspace_id.map(str::to_owned);
+        self.read(move |conn| connections::list(conn, workspace_id.as_deref())).await
+    }
+
+    async fn remove_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<ConnectionRecord> {
+        let installation_ref = installation_ref.to_owned();
+        self.write(move |conn| connections::remove(conn, provider, &installation_ref)).await
+    }
+
+    async fn get_connection(
+        &self,
+        provider: AppProvider,
+        installation_ref: &str,
+    ) -> StoreResult<Option<crate::Connection>> {
+        let installation_ref = installation_ref.to_owned();
+        self.read(move |conn| connections::get(conn, provider, &installation_ref)).await
+    }
+
+    async fn app_trigger_definitions(
+        &self,
+        workspace_id: &str,
+        provider: AppProvider,
+        installation_ref: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let (workspace_id, reference) = (workspace_id.to_owned(), installation_ref.to_owned());
+        self.read(move |conn| {
+            connections::definitions_naming(conn, &workspace_id, provider, &reference, limit)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! The engine's shell: it loads definitions, generates ids, runs the core's state machine
 //! inside store transactions, and performs the work and timers the core asks for.
 
+mod app_triggers;
 mod callbacks;
 mod definitions;
 mod deliveries;
@@ -10,6 +11,7 @@ mod triggers;
 mod webhook;
 mod work;
 
+pub use app_triggers::{app_trigger_entries, AppDelivery, AppRefusal, AppRun, AppRuns};
 pub use callbacks::{CallbackClaims, CallbackRefusal};
 pub use deliveries::{run_deliveries, signature};
 pub use schedules::{run_schedules, schedule_entries};

@@ -5,7 +5,7 @@ use super::envelope::{ok, Data};
 use super::error::{ApiError, ApiResult};
 use super::names::{check_names, urls_of};
 use super::AppState;
-use crate::engine::schedule_entries;
+use crate::engine::{app_trigger_entries, schedule_entries};
 use assent_core::schema::definition::Mode;
 use assent_core::schema::requests;
 use assent_core::validate::{validate_definition, Validated};
@@ -22,6 +22,7 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Create, &app.address_policy)?;
     check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
+    app.engine.check_app_connections(&ws.0, &validated.spec).await?;
     let id = validated.spec.definition_id.clone();
     let now_ms = app.clock.now_ms();
     let def = new_definition(&body, &validated, now_ms);
@@ -38,6 +39,7 @@ pub async fn update(
 ) -> ApiResult<Response> {
     let validated = validate_definition(&body, Mode::Update, &app.address_policy)?;
     check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
+    app.engine.check_app_connections(&ws.0, &validated.spec).await?;
     let id = validated.spec.definition_id.clone();
     let if_version = validated.if_version.unwrap_or_default();
     let now_ms = app.clock.now_ms();
@@ -99,6 +101,7 @@ pub async fn validate(
     let mode = if as_update { Mode::Update } else { Mode::Create };
     let validated = validate_definition(&body, mode, &app.address_policy)?;
     check_names(app.engine.outbound(), urls_of(&validated.spec)).await?;
+    app.engine.check_app_connections(&ws.0, &validated.spec).await?;
     if let Some(if_version) = validated.if_version {
         let id = &validated.spec.definition_id;
         let found = app.store.get_definition(&ws.0, id).await;
@@ -131,13 +134,15 @@ pub async fn get_version(
     Ok(ok(view(&record)))
 }
 
-/// What the store writes: the body, its view, and its schedules as of `now_ms`.
+/// What the store writes: the body, its view, its schedules as of `now_ms`, and the
+/// installations its app triggers name.
 fn new_definition(body: &Value, validated: &Validated, now_ms: i64) -> NewDefinition {
     NewDefinition {
         definition_id: validated.spec.definition_id.clone(),
         body: stored_body(body),
         view: view_parts(body, &validated.spec, &validated.compiled),
         schedules: schedule_entries(&validated.spec, now_ms),
+        app_triggers: app_trigger_entries(&validated.spec),
     }
 }
 

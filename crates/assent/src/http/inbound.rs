@@ -123,16 +123,31 @@ async fn workspace(
     }
 }
 
+/// Why a raw body was not read.
+pub(super) enum Unread {
+    TooLarge,
+    Broken,
+}
+
+impl From<Unread> for Failure {
+    fn from(unread: Unread) -> Failure {
+        match unread {
+            Unread::TooLarge => Failure::BodyTooLarge,
+            Unread::Broken => Failure::BodyInvalid,
+        }
+    }
+}
+
 /// The body, refused past 1 MiB before it is read in full.
-async fn read_limited(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, Failure> {
+pub(super) async fn read_limited(body: Body, headers: &HeaderMap) -> Result<bytes::Bytes, Unread> {
     let declared_len = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     if declared_len.is_some_and(|len: u64| len > BODY_LIMIT_BYTES as u64) {
-        return Err(Failure::BodyTooLarge);
+        return Err(Unread::TooLarge);
     }
     match Limited::new(body, BODY_LIMIT_BYTES).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Failure::BodyTooLarge),
-        Err(_) => Err(Failure::BodyInvalid),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Unread::TooLarge),
+        Err(_) => Err(Unread::Broken),
     }
 }
 
@@ -150,7 +165,8 @@ impl QueryParams {
     }
 }
 
-struct RequestHeaders<'a>(&'a HeaderMap);
+/// A request's headers, as the core's trigger rules read them.
+pub(super) struct RequestHeaders<'a>(pub(super) &'a HeaderMap);
 
 impl Headers for RequestHeaders<'_> {
     fn get(&self, name: &str) -> Option<&str> {

@@ -1,5 +1,6 @@
 //! The HTTP API: one module per resource, each handler short: extract, call, respond.
 
+mod app_inbound;
 mod auth;
 mod callbacks;
 mod definitions;
@@ -74,6 +75,7 @@ fn workflow_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/deliveries/list", post(deliveries::list)),
         ("/deliveries/redeliver", post(deliveries::redeliver)),
         ("/webhook-inbound/trigger", post(inbound::trigger)),
+        ("/app-inbound/{provider}", post(app_inbound::receive)),
     ]
 }
 
