@@ -1,7 +1,9 @@
 //! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{run_deliveries, run_schedules, run_timers, AgentRunner};
+use crate::engine::{
+    run_deliveries, run_schedules, run_timers, AgentRunner, NotificationSettings, Notifications,
+};
 use crate::http::{router, AppState};
 use crate::outbound::{Outbound, OutboundOptions, SystemResolver};
 use assent_core::address::AddressPolicy;
@@ -22,6 +24,8 @@ pub struct ServeConfig {
     pub webhook_allow: Vec<String>,
     pub webhook_ca_file: Option<PathBuf>,
     pub webhook_allow_http: bool,
+    /// SMTP and Slack; SMTP over TLS also trusts `webhook_ca_file`.
+    pub notifications: NotificationSettings,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -53,13 +57,15 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
             "--webhook-allow-http is set: webhooks may be sent over plain http; use this for local development only"
         );
     }
+    let notifications =
+        Notifications::new(&config.notifications, extra_ca_pem.as_deref(), &policy)?;
     let outbound = Outbound::new(OutboundOptions {
         policy: Arc::new(policy),
         extra_ca_pem,
         resolver: Arc::new(SystemResolver),
     })
     .map_err(|e| format!("--webhook-ca-file: {e}"))?;
-    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
+    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner, notifications);
     tracing::info!(listen = %listener.local_addr()?, "assent is serving");
     serve(listener, state, shutdown).await?;
     tracing::info!("assent stopped");

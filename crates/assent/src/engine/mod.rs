@@ -3,12 +3,14 @@
 
 mod definitions;
 mod deliveries;
+mod notify;
 mod schedules;
 mod timers;
 mod triggers;
 mod work;
 
 pub use deliveries::{run_deliveries, signature};
+pub use notify::{NotificationSettings, Notifications, SLACK_API_BASE_URL_DEFAULT};
 pub use schedules::{run_schedules, schedule_entries};
 pub use timers::run_timers;
 pub use triggers::{Inbound, InboundOutcome};
@@ -63,6 +65,7 @@ pub struct Engine {
     /// Woken when deliveries may have become claimable.
     deliveries_wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
+    notifier: notify::Notifier,
     /// Woken when schedules may have changed or come due, for the schedule loop.
     schedules_wake: Arc<Notify>,
 }
@@ -73,12 +76,15 @@ impl Engine {
         clock: Arc<dyn Clock>,
         outbound: Outbound,
         agent_runner: Option<AgentRunner>,
+        notifications: Notifications,
     ) -> Engine {
+        let notifier = notify::Notifier::new(notifications, outbound.clone(), clock.clone());
         Engine {
             store,
             clock,
             policy: outbound.policy().clone(),
             outbound,
+            notifier,
             definitions: DefinitionCache::default(),
             wake: Arc::new(Notify::new()),
             deliveries_wake: Arc::new(Notify::new()),

@@ -95,7 +95,8 @@ async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
     let command = if timer.timer_key.starts_with(WORK_TIMER_PREFIX) {
         let item: WorkItem = serde_json::from_value(timer.payload.clone())
             .map_err(|e| RunError::Internal(format!("unreadable work: {e}")))?;
-        let outcome = work::perform(&item, engine.agent_runner.as_ref(), &runnable.spec).await;
+        let runner = engine.agent_runner.as_ref();
+        let outcome = work::perform(&item, runner, &runnable.spec, &engine.notifier).await;
         let step_id = work::step_of(&item).to_owned();
         Command::WorkDone { step_id, attempt: work::attempt_of(&item), outcome }
     } else {

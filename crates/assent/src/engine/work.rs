@@ -2,8 +2,9 @@
 //! kept as a timer due at once, performed outside any transaction, and its outcome is fed
 //! back to the core as `WorkDone`.
 
+use super::notify::Notifier;
 use assent_core::engine::{AgentRequest, AgentStatus, WorkItem, WorkOutcome};
-use assent_core::model::{Channel, DefinitionSpec, NodeConfig};
+use assent_core::model::DefinitionSpec;
 use assent_store::TimerSet;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -145,12 +146,13 @@ fn unreachable_runner(err: &reqwest::Error) -> WorkOutcome {
     transient("agent-runner-unavailable", &format!("the agent runner {what}"))
 }
 
-/// Performs one work item. Delivery of notifications and webhook calls comes with later
-/// issues; until then those steps fail with a code that says so.
+/// Performs one work item. Webhook calls come with a later issue; until then those steps fail
+/// with a code that says so.
 pub async fn perform(
     item: &WorkItem,
     runner: Option<&AgentRunner>,
-    spec: &DefinitionSpec,
+    _spec: &DefinitionSpec,
+    notifier: &Notifier,
 ) -> WorkOutcome {
     match (item, runner) {
         (WorkItem::StartAgent { request, .. }, Some(runner)) => runner.start(request).await,
@@ -161,18 +163,7 @@ pub async fn perform(
             "agent-runner-not-configured",
             "no agent runner is configured (start the server with --agent-runner-url)",
         ),
-        // TODO(#5): deliver email and Slack notifications.
-        (WorkItem::SendNotification { node_id, .. }, _) => {
-            let channel = match spec.node(node_id).map(|n| &n.config) {
-                Some(NodeConfig::Notification(config)) => config.channel,
-                _ => Channel::Email,
-            };
-            let code = match channel {
-                Channel::Email => "notification-email-not-configured",
-                Channel::Slack => "notification-slack-not-configured",
-            };
-            permanent(code, "notification delivery is not configured on this server")
-        }
+        (WorkItem::SendNotification { message, .. }, _) => notifier.send(message).await,
         // TODO(#4): call webhook nodes.
         (WorkItem::CallWebhook { .. }, _) => {
             permanent("webhook-node-not-available", "webhook nodes are not available yet")
