@@ -65,8 +65,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ASSENT_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
 
-    /// A PEM file of CA certificates trusted for webhooks and the agent runner, besides the
-    /// built-in roots.
+    /// A PEM file of CA certificates trusted for webhooks, Slack, the agent runner and the SMTP
+    /// server, besides the built-in roots.
     #[arg(long, env = "ASSENT_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
