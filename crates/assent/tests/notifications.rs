@@ -174,12 +174,29 @@ async fn one_accepted_recipient_is_enough() {
     let view = until_status(&app, &id, "completed").await;
     let message = &server.wait_for(1).await[0];
     assert_eq!(message.recipients, ["ada@example.com"]);
+    assert_eq!(message.header("to"), "ada@example.com", "the header names who got it");
     let output = &step(&view, "tell")["output"];
     assert_eq!(output["acceptedRecipients"], json!(["ada@example.com"]));
     assert_eq!(
         output["refusedRecipients"],
         json!(["nobody@example.com", "not-ascii-é@example.com"])
     );
+}
+
+#[tokio::test]
+async fn a_value_cannot_add_a_header() {
+    let server = SmtpServer::start(SmtpOptions::default()).await;
+    let app = mail_app(&server, "", "", None).await;
+    let mut config = email(&["ada@example.com"]);
+    config["subjectTemplate"] = json!("{{execution.triggerContext.title}}");
+    let context = json!({ "title": "Hi\r\nBcc: eve@example.com\n\nbody" });
+    let id = run(&app, after_agent("inject", config), context).await;
+    until_status(&app, &id, "completed").await;
+    let message = &server.wait_for(1).await[0];
+    assert_eq!(message.header("bcc"), "");
+    assert_eq!(message.subject, "Hi Bcc: eve@example.com body");
+    assert_eq!(message.body, "Decision: approve");
+    assert_eq!(message.recipients, ["ada@example.com"]);
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use assent_core::address::{check_url, AddressPolicy, Refusal};
 use assent_core::engine::{NotificationMessage, WorkOutcome};
 use reqwest::Method;
 use serde_json::{json, Map, Value};
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,8 +33,8 @@ const SLACK_TRANSIENT_ERRORS: [&str; 6] = [
 const EMAIL_DELIVERY_FAILED: &str = "notification-email-delivery-failed";
 const SLACK_API_ERROR: &str = "notification-slack-api-error";
 
-/// The notification options of `assent serve`, as given.
-#[derive(Clone, Debug)]
+/// The notification options of `assent serve`, as given. Not `Debug`: it holds secrets.
+#[derive(Clone)]
 pub struct NotificationSettings {
     pub smtp_url: Option<String>,
     pub smtp_from: Option<String>,
@@ -53,7 +54,6 @@ impl Default for NotificationSettings {
 }
 
 /// The checked notification options: what a server can send with.
-#[derive(Debug)]
 pub struct Notifications {
     mailer: Option<Mailer>,
     slack_bot_token: Option<String>,
@@ -68,6 +68,16 @@ impl Default for Notifications {
             slack_bot_token: None,
             slack_api_base_url: SLACK_API_BASE_URL_DEFAULT.to_owned(),
         }
+    }
+}
+
+impl fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Notifications")
+            .field("mailer", &self.mailer)
+            .field("slack_bot_token", &self.slack_bot_token.as_ref().map(|_| "<set>"))
+            .field("slack_api_base_url", &self.slack_api_base_url)
+            .finish()
     }
 }
 

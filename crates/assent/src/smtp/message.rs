@@ -17,6 +17,7 @@ const QP_LINE_MAX: usize = 75;
 pub struct Email<'a> {
     /// The `From` header's value.
     pub from: &'a str,
+    /// The recipients the server accepted.
     pub to: &'a [String],
     pub subject: Option<&'a str>,
     pub body: &'a str,

@@ -160,7 +160,7 @@ impl Mailer {
         let date = date_header(mail.date_ms);
         let email = message::Email {
             from: &self.sender.header,
-            to: mail.recipients,
+            to: &accepted,
             subject: mail.subject,
             body: mail.body,
             html: mail.html,
