@@ -13,6 +13,7 @@ pub mod issue;
 pub mod lint;
 pub mod model;
 pub mod schema;
+pub mod template;
 pub mod validate;
 pub mod view;
 pub mod vocab;

@@ -5,6 +5,7 @@ mod connection;
 
 use crate::bootstrap::credentials_json;
 use crate::clock::{Clock, SystemClock};
+use crate::engine::{NotificationSettings, SLACK_API_BASE_URL_DEFAULT};
 use crate::serve::ServeConfig;
 use assent_store::{AnyStore, Store, StoreError};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -70,8 +71,8 @@ pub struct ServeArgs {
     #[arg(long, env = "ASSENT_WEBHOOK_ALLOW", value_delimiter = ',')]
     pub webhook_allow: Vec<String>,
 
-    /// A PEM file of CA certificates trusted for webhooks and the agent runner, besides the
-    /// built-in roots.
+    /// A PEM file of CA certificates trusted for webhooks, Slack, the agent runner and the SMTP
+    /// server, besides the built-in roots.
     #[arg(long, env = "ASSENT_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
 
@@ -80,6 +81,26 @@ pub struct ServeArgs {
     /// `http://<listen address>`.
     #[arg(long, env = "ASSENT_PUBLIC_URL")]
     pub public_url: Option<String>,
+
+    /// The SMTP server email notifications go through:
+    /// `smtp://[user:password@]host[:port][?starttls=opportunistic|required|never]` (port 587,
+    /// STARTTLS when offered, required with credentials) or `smtps://...` (TLS from the start,
+    /// port 465). Prefer the variable: a password on the command line is visible to others.
+    #[arg(long, env = "ASSENT_SMTP_URL", hide_env_values = true, requires = "smtp_from")]
+    pub smtp_url: Option<String>,
+
+    /// The sender of email notifications: `address` or `Name <address>`.
+    #[arg(long, env = "ASSENT_SMTP_FROM", requires = "smtp_url")]
+    pub smtp_from: Option<String>,
+
+    /// The Slack bot token that notifications to a channel id post with (`chat.postMessage`).
+    /// Prefer the variable: a token on the command line is visible to others.
+    #[arg(long, env = "ASSENT_SLACK_BOT_TOKEN", hide_env_values = true)]
+    pub slack_bot_token: Option<String>,
+
+    /// The base URL of Slack's Web API, held to the address rules like every webhook.
+    #[arg(long, env = "ASSENT_SLACK_API_BASE_URL", default_value = SLACK_API_BASE_URL_DEFAULT)]
+    pub slack_api_base_url: String,
 
     /// Let webhooks use plain http. For local development only.
     #[arg(long, env = "ASSENT_WEBHOOK_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
@@ -142,6 +163,12 @@ impl Cli {
             webhook_ca_file: args.webhook_ca_file.clone(),
             webhook_allow_http: args.webhook_allow_http,
             public_url: args.public_url.clone(),
+            notifications: NotificationSettings {
+                smtp_url: args.smtp_url.clone(),
+                smtp_from: args.smtp_from.clone(),
+                slack_bot_token: args.slack_bot_token.clone(),
+                slack_api_base_url: args.slack_api_base_url.clone(),
+            },
         }
     }
 }

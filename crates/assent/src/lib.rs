@@ -9,3 +9,4 @@ pub mod engine;
 pub mod http;
 pub mod outbound;
 pub mod serve;
+pub mod smtp;

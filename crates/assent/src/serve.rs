@@ -1,7 +1,9 @@
 //! `assent serve`: open the store, bootstrap, listen, and shut down cleanly on a signal.
 
 use crate::clock::{Clock, SystemClock};
-use crate::engine::{run_deliveries, run_schedules, run_timers, AgentRunner};
+use crate::engine::{
+    run_deliveries, run_schedules, run_timers, AgentRunner, NotificationSettings, Notifications,
+};
 use crate::http::{router, AppState};
 use crate::outbound::{Outbound, OutboundOptions, SystemResolver};
 use assent_core::address::AddressPolicy;
@@ -24,13 +26,15 @@ pub struct ServeConfig {
     pub webhook_allow_http: bool,
     /// `--public-url`: the base of the callback URL handed to async webhook endpoints.
     pub public_url: Option<String>,
+    /// SMTP and Slack; SMTP over TLS also trusts `webhook_ca_file`.
+    pub notifications: NotificationSettings,
 }
 
 /// Runs the server until SIGINT or SIGTERM. Options are checked before the store is
 /// touched, so a bad one changes nothing.
 pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> {
     let public_url = config.public_url.as_deref().map(public_url).transpose()?;
-    let (outbound, agent_runner) = outbound_clients(&config)?;
+    let (outbound, agent_runner, notifications) = outbound_clients(&config)?;
     let store = AnyStore::open(&config.database_url).await?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     if config.bootstrap {
@@ -38,7 +42,7 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     }
     let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(&config.listen).await?;
-    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner);
+    let state = AppState::new(Arc::new(store), clock, outbound, agent_runner, notifications);
     if let Some(url) = &public_url {
         state.engine.set_public_url(url);
     }
@@ -48,9 +52,12 @@ pub async fn run(config: ServeConfig) -> Result<(), Box<dyn std::error::Error>> 
     Ok(())
 }
 
-/// The guarded client for users' addresses and the agent runner's client, from the
-/// `--webhook-*` and `--agent-runner-url` options.
-fn outbound_clients(config: &ServeConfig) -> Result<(Outbound, Option<AgentRunner>), String> {
+/// What the server calls out with: the guarded client for users' addresses, the agent
+/// runner, and the notification channels, from the `--webhook-*`, `--agent-runner-url`,
+/// `--smtp-*` and `--slack-*` options.
+fn outbound_clients(
+    config: &ServeConfig,
+) -> Result<(Outbound, Option<AgentRunner>, Notifications), String> {
     let extra_ca_pem = match &config.webhook_ca_file {
         Some(path) => Some(
             std::fs::read(path)
@@ -72,13 +79,15 @@ fn outbound_clients(config: &ServeConfig) -> Result<(Outbound, Option<AgentRunne
              use this for local development only"
         );
     }
+    let notifications =
+        Notifications::new(&config.notifications, extra_ca_pem.as_deref(), &policy)?;
     let outbound = Outbound::new(OutboundOptions {
         policy: Arc::new(policy),
         extra_ca_pem,
         resolver: Arc::new(SystemResolver),
     })
     .map_err(|e| format!("--webhook-ca-file: {e}"))?;
-    Ok((outbound, agent_runner))
+    Ok((outbound, agent_runner, notifications))
 }
 
 /// `--public-url`: an absolute `http` or `https` URL without a query; its trailing slash

@@ -219,7 +219,8 @@ struct Server {
 impl Server {
     async fn start(store: Arc<AnyStore>, now_ms: i64) -> Server {
         let clock = Arc::new(ManualClock::new(now_ms));
-        let state = AppState::new(store, clock.clone(), common::plain_outbound(), None);
+        let outbound = common::plain_outbound();
+        let state = AppState::new(store, clock.clone(), outbound, None, Default::default());
         let engine = state.engine.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());

@@ -3,7 +3,7 @@
 
 use super::commands::{AgentStatus, WorkOutcome};
 use super::state::{AgentRun, ErrorInfo, StepStatus};
-use super::{rollup, webhook, AgentRequest, Run, TimerKind, WorkItem};
+use super::{notification, rollup, webhook, AgentRequest, Run, TimerKind, WorkItem};
 use crate::model::{AgentConfig, NodeConfig, WebhookMode};
 use serde_json::{json, Map, Value};
 
@@ -114,9 +114,15 @@ pub(crate) fn request_work(run: &mut Run, index: usize) {
                 }
             }
         },
-        NodeConfig::Notification(_) => {
-            WorkItem::SendNotification { step_id, attempt, node_id: node.node_id.clone() }
-        }
+        NodeConfig::Notification(config) => match notification::message(run, index, config) {
+            Ok(message) => WorkItem::SendNotification {
+                step_id,
+                attempt,
+                node_id: node.node_id.clone(),
+                message: Box::new(message),
+            },
+            Err(error) => return notification::fail(run, index, error),
+        },
         NodeConfig::Webhook(_) => {
             WorkItem::CallWebhook { step_id, attempt, node_id: node.node_id.clone() }
         }

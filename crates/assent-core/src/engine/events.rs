@@ -74,6 +74,31 @@ pub struct AgentRequest {
     pub input_mapping: Option<Value>,
 }
 
+/// A notification ready to send: templates rendered, recipients and target copied from the
+/// node.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "channel")]
+pub enum NotificationMessage {
+    #[serde(rename = "email", rename_all = "camelCase")]
+    Email {
+        recipients: Vec<String>,
+        /// `None` when the node has no `subjectTemplate`.
+        subject: Option<String>,
+        body: String,
+        /// `format: "html"`: the body is HTML, else plain text.
+        html: bool,
+    },
+    #[serde(rename = "slack", rename_all = "camelCase")]
+    Slack {
+        /// A channel id (the chat API) or an incoming-webhook URL.
+        target: String,
+        /// The message text; with blocks, the notification's fallback text.
+        text: Option<String>,
+        /// `format: "slack-blocks"`: the rendered body, checked to be an array of objects.
+        blocks: Option<Value>,
+    },
+}
+
 /// I/O the shell performs after committing; it reports back with `Command::WorkDone`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -88,11 +113,12 @@ pub enum WorkItem {
         attempt: u32,
         agent_execution_id: String,
     },
-    /// The node's templates are not rendered here yet: the shell reads them from the node.
+    /// The message is rendered by the engine; the shell only delivers it.
     SendNotification {
         step_id: String,
         attempt: u32,
         node_id: String,
+        message: Box<NotificationMessage>,
     },
     CallWebhook {
         step_id: String,

@@ -10,6 +10,7 @@ mod fanout;
 mod groups;
 mod human;
 mod loops;
+mod notification;
 mod rollup;
 mod state;
 pub mod step_ids;
@@ -24,7 +25,10 @@ pub use commands::{
     apply, AgentStatus, Command, CommandError, Decision, ErrorStatus, ResolveAction,
 };
 pub use dispatch::{dispatch, root_node_ids, DispatchParams};
-pub use events::{is_external, AgentRequest, Effects, Event, Timer, TimerKind, WorkItem};
+pub use events::{
+    is_external, AgentRequest, Effects, Event, NotificationMessage, Timer, TimerKind, WorkItem,
+};
+pub use notification::{BODY_MAX_BYTES, SUBJECT_MAX_BYTES};
 pub use state::{
     AgentRun, ErrorInfo, ExecutionState, ExecutionStatus, GroupState, LoopAttempt, LoopState,
     ReviewerDecision, StepState, StepStatus,

@@ -5,6 +5,7 @@ mod app_triggers;
 mod callbacks;
 mod definitions;
 mod deliveries;
+mod notify;
 mod schedules;
 mod timers;
 mod triggers;
@@ -14,6 +15,7 @@ mod work;
 pub use app_triggers::{app_trigger_entries, AppDelivery, AppRefusal, AppRun, AppRuns};
 pub use callbacks::{CallbackClaims, CallbackRefusal};
 pub use deliveries::{run_deliveries, signature};
+pub use notify::{NotificationSettings, Notifications, SLACK_API_BASE_URL_DEFAULT};
 pub use schedules::{run_schedules, schedule_entries};
 pub use timers::run_timers;
 pub use triggers::{Inbound, InboundOutcome};
@@ -68,6 +70,7 @@ pub struct Engine {
     /// Woken when deliveries may have become claimable.
     deliveries_wake: Arc<Notify>,
     agent_runner: Option<AgentRunner>,
+    notifier: notify::Notifier,
     /// Woken when schedules may have changed or come due, for the schedule loop.
     schedules_wake: Arc<Notify>,
     callbacks: callbacks::Callbacks,
@@ -79,12 +82,15 @@ impl Engine {
         clock: Arc<dyn Clock>,
         outbound: Outbound,
         agent_runner: Option<AgentRunner>,
+        notifications: Notifications,
     ) -> Engine {
+        let notifier = notify::Notifier::new(notifications, outbound.clone(), clock.clone());
         Engine {
             store,
             clock,
             policy: outbound.policy().clone(),
             outbound,
+            notifier,
             definitions: DefinitionCache::default(),
             wake: Arc::new(Notify::new()),
             deliveries_wake: Arc::new(Notify::new()),

@@ -5,7 +5,6 @@
 use super::definitions::Runnable;
 use super::{webhook, Engine, RunError};
 use assent_core::engine::{AgentRequest, AgentStatus, WorkItem, WorkOutcome};
-use assent_core::model::{Channel, NodeConfig};
 use assent_store::{ClaimedTimer, TimerSet};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -148,8 +147,7 @@ fn unreachable_runner(err: &reqwest::Error) -> WorkOutcome {
 }
 
 /// Performs one work item; `None` when there turned out to be nothing to do (a webhook
-/// step that no longer awaits this attempt). Notification delivery comes with its own
-/// issue; until then those steps fail with a code that says so.
+/// step that no longer awaits this attempt).
 pub(super) async fn perform(
     engine: &Engine,
     timer: &ClaimedTimer,
@@ -165,18 +163,7 @@ pub(super) async fn perform(
             "agent-runner-not-configured",
             "no agent runner is configured (start the server with --agent-runner-url)",
         ),
-        // TODO(#5): deliver email and Slack notifications.
-        (WorkItem::SendNotification { node_id, .. }, _) => {
-            let channel = match runnable.spec.node(node_id).map(|n| &n.config) {
-                Some(NodeConfig::Notification(config)) => config.channel,
-                _ => Channel::Email,
-            };
-            let code = match channel {
-                Channel::Email => "notification-email-not-configured",
-                Channel::Slack => "notification-slack-not-configured",
-            };
-            permanent(code, "notification delivery is not configured on this server")
-        }
+        (WorkItem::SendNotification { message, .. }, _) => engine.notifier.send(message).await,
         (WorkItem::CallWebhook { step_id, attempt, .. }, _) => {
             let at = webhook::Attempt {
                 workspace_id: &timer.workspace_id,

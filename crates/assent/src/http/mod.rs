@@ -14,7 +14,7 @@ mod names;
 mod steps;
 
 use crate::clock::Clock;
-use crate::engine::{AgentRunner, Engine};
+use crate::engine::{AgentRunner, Engine, Notifications};
 use crate::outbound::Outbound;
 use assent_core::address::AddressPolicy;
 use assent_store::AnyStore;
@@ -45,9 +45,11 @@ impl AppState {
         clock: Arc<dyn Clock>,
         outbound: Outbound,
         agent_runner: Option<AgentRunner>,
+        notifications: Notifications,
     ) -> AppState {
         let address_policy = outbound.policy().clone();
-        let engine = Engine::new(store.clone(), clock.clone(), outbound, agent_runner);
+        let engine =
+            Engine::new(store.clone(), clock.clone(), outbound, agent_runner, notifications);
         AppState { store, clock, address_policy, engine: Arc::new(engine) }
     }
 }

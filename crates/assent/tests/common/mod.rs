@@ -4,9 +4,10 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod smtp;
 
 use assent::clock::ManualClock;
-use assent::engine::{AgentRunner, Engine};
+use assent::engine::{AgentRunner, Engine, NotificationSettings, Notifications};
 use assent::http::AppState;
 use assent::outbound::{Outbound, OutboundOptions, StaticResolver};
 use assent_core::address::AddressPolicy;
@@ -82,6 +83,8 @@ pub struct AppOptions<'a> {
     pub ca: Option<&'a TestCa>,
     /// `--webhook-allow` entries.
     pub allow: &'a [&'a str],
+    /// `--smtp-url`, `--smtp-from`, `--slack-bot-token`, `--slack-api-base-url`.
+    pub notifications: NotificationSettings,
 }
 
 pub async fn spawn_app_opts(options: AppOptions<'_>) -> TestApp {
@@ -97,13 +100,15 @@ pub async fn spawn_app_opts(options: AppOptions<'_>) -> TestApp {
     let allow: Vec<String> = options.allow.iter().map(|e| e.to_string()).collect();
     let policy = AddressPolicy::with_allow_list(false, &allow).expect("allow list");
     let resolver = Arc::new(StaticResolver::default());
+    let notifications = Notifications::new(&options.notifications, ca_pem.as_deref(), &policy)
+        .expect("notification settings");
     let outbound = Outbound::new(OutboundOptions {
         policy: Arc::new(policy),
         extra_ca_pem: ca_pem,
         resolver: resolver.clone(),
     })
     .expect("outbound client");
-    let state = AppState::new(store.clone(), clock.clone(), outbound, runner);
+    let state = AppState::new(store.clone(), clock.clone(), outbound, runner, notifications);
     let engine = state.engine.clone();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base_url = format!("http://{}", listener.local_addr().unwrap());

@@ -67,6 +67,13 @@ impl TestCa {
     }
 }
 
+impl TestCa {
+    /// The TLS server settings with the certificate this CA signed, for other test servers.
+    pub fn server_config(&self) -> Arc<ServerConfig> {
+        self.tls.clone()
+    }
+}
+
 /// What the receiver does with a request.
 #[derive(Clone, Debug)]
 pub enum Reply {

@@ -5,6 +5,7 @@ mod examples;
 mod flows;
 mod groups;
 mod loops;
+mod notifications;
 mod steps;
 mod webhook;
 mod work;
