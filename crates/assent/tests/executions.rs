@@ -163,3 +163,42 @@ async fn a_workspace_cannot_reach_another_workspaces_executions() {
     app.call_as(&other, "executions/dispatch", body).await.error(404, "NOT_FOUND");
     assert_eq!(get(&app, &execution_id).await["status"], "running", "nothing changed");
 }
+
+#[tokio::test]
+async fn work_written_in_a_form_this_build_cannot_read_is_prepared_again_not_retried_forever() {
+    use assent_store::{ExecutionChanges, Store, TimerSet};
+    let app = spawn_app().await;
+    create(&app, "sequential-signoff").await;
+    let dispatched =
+        app.call("executions/dispatch", json!({"definitionId": "sequential-signoff"})).await;
+    let id = dispatched.result()["executionId"].as_str().unwrap().to_owned();
+    let view = get(&app, &id).await;
+    let step_id = step(&view, "manager")["stepId"].as_str().unwrap().to_owned();
+    assert_eq!(app.store.next_timer_due_ms().await.unwrap(), None);
+
+    // A work timer as an older or newer build might have queued it.
+    let timer = TimerSet {
+        timer_key: format!("work:{step_id}"),
+        due_at_ms: common::T0_MS,
+        payload: json!({ "kind": "somethingElse", "stepId": step_id }),
+    };
+    let written = app
+        .store
+        .update_execution(&app.creds.workspace_id, &id, move |_| {
+            let changes = ExecutionChanges { timers_set: vec![timer], ..Default::default() };
+            Ok::<_, ()>((changes, ()))
+        })
+        .await;
+    written.unwrap().unwrap();
+    app.engine.wake();
+
+    for _ in 0..300 {
+        if app.store.next_timer_due_ms().await.unwrap().is_none() {
+            let view = get(&app, &id).await;
+            assert_eq!(step(&view, "manager")["status"], "waiting", "{view}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the unreadable work timer is still there");
+}

@@ -3,6 +3,7 @@
 //! memory; a million parked executions cost nothing here.
 
 use super::work::{self, WORK_TIMER_PREFIX};
+use super::definitions::Runnable;
 use super::{apply_to_record, flatten, Engine, RunError};
 use assent_core::engine::{Command, TimerKind, WorkItem};
 use assent_store::{ClaimedTimer, ExecutionChanges, Store};
@@ -94,9 +95,14 @@ async fn handle(engine: &Engine, timer: ClaimedTimer) {
 async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
     let (ws, execution_id) = (timer.workspace_id.as_str(), timer.execution_id.as_str());
     let runnable = engine.pinned_definition(ws, execution_id).await?;
-    let command = if timer.timer_key.starts_with(WORK_TIMER_PREFIX) {
-        let item: WorkItem = serde_json::from_value(timer.payload.clone())
-            .map_err(|e| RunError::Internal(format!("unreadable work: {e}")))?;
+    let command = if let Some(step_id) = timer.timer_key.strip_prefix(WORK_TIMER_PREFIX) {
+        let Ok(item) = serde_json::from_value::<WorkItem>(timer.payload.clone()) else {
+            // Work queued by a build that wrote it differently: the core asks for it afresh,
+            // as after a retry's wait.
+            tracing::warn!("work in an unknown form; asking the engine to prepare it again");
+            let command = Command::TimerFired { kind: TimerKind::Retry, step_id: step_id.into() };
+            return apply_timer(engine, timer, runnable, command).await;
+        };
         let Some(outcome) = work::perform(engine, timer, &item, &runnable).await? else {
             return drop_timer(engine, timer).await;
         };
@@ -105,6 +111,17 @@ async fn fire(engine: &Engine, timer: &ClaimedTimer) -> Result<(), RunError> {
     } else {
         deadline_command(&timer.payload)?
     };
+    apply_timer(engine, timer, runnable, command).await
+}
+
+/// Applies what a timer amounts to, removing the timer in the same transaction.
+async fn apply_timer(
+    engine: &Engine,
+    timer: &ClaimedTimer,
+    runnable: Arc<Runnable>,
+    command: Command,
+) -> Result<(), RunError> {
+    let (ws, execution_id) = (timer.workspace_id.as_str(), timer.execution_id.as_str());
     let now_ms = engine.clock.now_ms();
     let key = timer.timer_key.clone();
     let outcome = engine
