@@ -6,7 +6,7 @@
 //! earliest pending delivery of each execution, sends each outside any transaction, and
 //! records the attempt with where the delivery goes next.
 
-use super::Engine;
+use super::{wait_until_due, Engine};
 use crate::outbound::{Failure, Request};
 use assent_core::engine::{Event, ExecutionState};
 use assent_core::ids;
@@ -32,7 +32,6 @@ const CLAIM_BATCH: u32 = 256;
 const SENDING_MAX: usize = 128;
 /// Bytes of a receiver's answer read at most; only its status matters.
 const ANSWER_READ_MAX: usize = 16 * 1024;
-const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
 const STORE_RETRY_WAIT: Duration = Duration::from_millis(500);
 
 /// Where an execution's events go: the dispatch's `webhookUrl` for that run, else the
@@ -132,16 +131,7 @@ pub async fn run_deliveries(engine: Arc<Engine>) {
 
 async fn wait_for_next(engine: &Engine) {
     let next_due_ms = engine.store.next_delivery_due_ms().await.unwrap_or(None);
-    let wait = match next_due_ms {
-        Some(due_ms) => {
-            let ahead_ms = (due_ms - engine.clock.now_ms()).max(0) as u64;
-            Duration::from_millis(ahead_ms).min(IDLE_WAIT_MAX)
-        }
-        None => IDLE_WAIT_MAX,
-    };
-    if !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, engine.deliveries_wake.notified()).await;
-    }
+    wait_until_due(engine, next_due_ms, &engine.deliveries_wake).await;
 }
 
 /// One attempt of a claimed delivery, recorded with where the delivery goes next.

@@ -246,6 +246,21 @@ impl Engine {
     }
 }
 
+/// The longest a claim loop (timers, deliveries, schedules) sleeps without looking: it
+/// covers work written by other processes and clocks that jump.
+const IDLE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Sleeps until `next_due_ms` by the engine's clock, a wake-up on `wake`, or
+/// `IDLE_WAIT_MAX`, whichever comes first.
+async fn wait_until_due(engine: &Engine, next_due_ms: Option<i64>, wake: &Notify) {
+    let ahead_ms = next_due_ms.map(|due_ms| (due_ms - engine.clock.now_ms()).max(0) as u64);
+    let wait = ahead_ms
+        .map_or(IDLE_WAIT_MAX, |ms| std::time::Duration::from_millis(ms).min(IDLE_WAIT_MAX));
+    if !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, wake.notified()).await;
+    }
+}
+
 /// The ids and run-wide inputs of a new execution: given ones kept, missing ones minted.
 fn dispatch_params(req: DispatchRequest, definition_version: i64, now_ms: i64) -> DispatchParams {
     let execution_id = ids::execution_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN));

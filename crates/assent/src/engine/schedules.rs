@@ -5,7 +5,7 @@
 //! reaches at most one run however many processes share the store.
 
 use super::triggers::{triggered_dispatch, TRIGGER_KEY_TTL_MS};
-use super::{Dispatched, Engine, RunError};
+use super::{wait_until_due, Dispatched, Engine, RunError};
 use assent_core::cron;
 use assent_core::ids;
 use assent_core::model::DefinitionSpec;
@@ -21,9 +21,6 @@ use tracing::Instrument;
 const CLAIM_BATCH: u32 = 64;
 /// Scheduled runs being started at once.
 const STARTING_MAX: usize = 16;
-/// The longest the loop sleeps without looking: it covers schedules written by other
-/// processes and clocks that jump.
-const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
 /// An instant claimed more than this after it was due counts as missed (no server ran, or
 /// all were stalled) and is skipped rather than run late.
 const LATE_MAX_MS: i64 = 60_000;
@@ -116,16 +113,7 @@ pub async fn run_schedules(engine: Arc<Engine>) {
 
 async fn wait_for_next(engine: &Engine) {
     let next_due_ms = engine.store.next_schedule_due_ms().await.unwrap_or(None);
-    let wait = match next_due_ms {
-        Some(due_ms) => {
-            let ahead_ms = (due_ms - engine.clock.now_ms()).max(0) as u64;
-            Duration::from_millis(ahead_ms).min(IDLE_WAIT_MAX)
-        }
-        None => IDLE_WAIT_MAX,
-    };
-    if !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, engine.schedules_wake.notified()).await;
-    }
+    wait_until_due(engine, next_due_ms, &engine.schedules_wake).await;
 }
 
 async fn start(engine: &Engine, due: &DueSchedule, claimed_at_ms: i64) {

@@ -2,9 +2,9 @@
 //! kept as timers) and turns each into a command. Only the next due time is held in
 //! memory; a million parked executions cost nothing here.
 
-use super::work::{self, WORK_TIMER_PREFIX};
 use super::definitions::Runnable;
-use super::{apply_to_record, flatten, Engine, RunError};
+use super::work::{self, WORK_TIMER_PREFIX};
+use super::{apply_to_record, flatten, wait_until_due, Engine, RunError};
 use assent_core::engine::{Command, TimerKind, WorkItem};
 use assent_store::{ClaimedTimer, ExecutionChanges, Store};
 use serde_json::Value;
@@ -20,9 +20,6 @@ const LEASE_MS: i64 = 75_000;
 const CLAIM_BATCH: u32 = 128;
 /// Timers handled at once.
 const HANDLING_MAX: usize = 64;
-/// The longest the loop sleeps without looking: it covers timers written by other
-/// processes and clocks that jump.
-const IDLE_WAIT_MAX: Duration = Duration::from_secs(1);
 /// Back-off after the store failed.
 const STORE_RETRY_WAIT: Duration = Duration::from_millis(500);
 
@@ -67,16 +64,7 @@ impl Drop for AbortOnDrop {
 
 async fn wait_for_next(engine: &Engine) {
     let next_due_ms = engine.store.next_timer_due_ms().await.unwrap_or(None);
-    let wait = match next_due_ms {
-        Some(due_ms) => {
-            let ahead_ms = (due_ms - engine.clock.now_ms()).max(0) as u64;
-            Duration::from_millis(ahead_ms).min(IDLE_WAIT_MAX)
-        }
-        None => IDLE_WAIT_MAX,
-    };
-    if !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, engine.wake.notified()).await;
-    }
+    wait_until_due(engine, next_due_ms, &engine.wake).await;
 }
 
 async fn handle(engine: &Engine, timer: ClaimedTimer) {
