@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::pg::Database;
 use common::receiver::{signature_holds, Receiver, TestCa};
 use common::{example, Answer, TempDir};
 use serde_json::{json, Value};
@@ -522,7 +523,7 @@ async fn first_starts_racing_on_one_postgres_database_make_one_workspace() {
 /// database of the test's own.
 struct Backing {
     dir: TempDir,
-    database: Option<PgDatabase>,
+    database: Option<Database>,
 }
 
 impl Backing {
@@ -537,7 +538,7 @@ impl Backing {
             eprintln!("skipped: ASSENT_TEST_POSTGRES_URL is not set");
             return None;
         };
-        let database = PgDatabase::create(&server_url).await;
+        let database = Database::create(&server_url).await;
         Some(Backing { dir: TempDir::new(tag), database: Some(database) })
     }
 
@@ -573,66 +574,6 @@ impl Backing {
         let mut server = Server::spawn(cmd);
         server.wait_listening();
         server
-    }
-}
-
-/// A database of its own on the test's PostgreSQL server, dropped when the test ends,
-/// passed or failed.
-struct PgDatabase {
-    server_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    async fn create(server_url: &str) -> PgDatabase {
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random bytes");
-        let name = format!("assent_test_{}", hex::encode(bytes));
-        let created = admin_execute(server_url.to_owned(), format!("CREATE DATABASE {name}")).await;
-        created.unwrap_or_else(|e| panic!("cannot create a database on {server_url}: {e}"));
-        let url = with_database(server_url, &name);
-        PgDatabase { server_url: server_url.to_owned(), name, url }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        // The test's runtime cannot block on a future from inside; a thread of its own can.
-        let server_url = self.server_url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            let runtime = runtime.map_err(|e| e.to_string())?;
-            runtime.block_on(admin_execute(server_url, sql)).map_err(|e| e.to_string())
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}: {dropped:?}", self.name);
-        }
-    }
-}
-
-async fn admin_execute(server_url: String, sql: String) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls).await?;
-    let connection = tokio::spawn(connection);
-    let executed = client.batch_execute(&sql).await;
-    drop(client);
-    let _ = connection.await;
-    executed
-}
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let server = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{server}/{database}?{query}"),
-        None => format!("{server}/{database}"),
     }
 }
 
