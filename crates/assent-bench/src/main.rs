@@ -4,6 +4,7 @@
 
 mod client;
 mod error;
+mod receiver;
 mod report;
 mod runs;
 mod server;
@@ -11,11 +12,13 @@ mod server;
 use clap::Parser;
 use client::Api;
 use error::BenchError;
+use receiver::Receiver;
 use report::{table_header, table_row};
 use runs::{Plan, RUNS};
 use server::Backing;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Seconds each run lasts in `--quick` mode.
@@ -114,7 +117,8 @@ async fn open(args: &Args) -> Result<Backing, BenchError> {
 /// Starts the server, does the runs in order, and stops the server.
 async fn bench(args: &Args, backing: &Backing) -> Result<(), BenchError> {
     let creds = backing.create_workspace().await?;
-    let server = backing.serve().await?;
+    let receiver = Arc::new(Receiver::start().await?);
+    let server = backing.serve(&receiver.ca_file).await?;
     let api = Api::new(&server.base_url, &creds)?;
     let plan = args.plan();
     let selected: Vec<&str> = if args.runs.is_empty() {
@@ -127,7 +131,7 @@ async fn bench(args: &Args, backing: &Backing) -> Result<(), BenchError> {
     table(table_header());
     let mut outcome = Ok(());
     for name in selected {
-        match runs::run(name, &api, plan, backing.store_name()).await {
+        match runs::run(name, &api, &receiver, plan, backing.store_name()).await {
             Ok(report) => {
                 table(table_row(&report));
                 if let Some(note) = report.note {

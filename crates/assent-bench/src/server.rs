@@ -76,10 +76,12 @@ impl Backing {
         }
     }
 
-    /// `assent serve --no-bootstrap` on port 0, once it has logged its address.
-    pub async fn serve(&self) -> Result<Server, BenchError> {
+    /// `assent serve --no-bootstrap` on port 0, once it has logged its address. Webhooks may
+    /// go to 127.0.0.1, over HTTPS with a certificate the CA in `webhook_ca_file` signed.
+    pub async fn serve(&self, webhook_ca_file: &Path) -> Result<Server, BenchError> {
         let mut cmd = self.assent();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"]);
+        cmd.args(["--webhook-allow", "127.0.0.1", "--webhook-ca-file"]).arg(webhook_ca_file);
         cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child =
             cmd.spawn().map_err(|e| BenchError::Server(format!("{}: {e}", self.bin.display())))?;
@@ -151,10 +153,10 @@ impl Server {
 }
 
 /// A directory removed when dropped.
-struct TempDir(PathBuf);
+pub struct TempDir(pub PathBuf);
 
 impl TempDir {
-    fn new() -> Result<TempDir, BenchError> {
+    pub fn new() -> Result<TempDir, BenchError> {
         let dir = std::env::temp_dir().join(format!("assent-bench-{}", random_hex()?));
         std::fs::create_dir_all(&dir)
             .map_err(|e| BenchError::Server(format!("{}: {e}", dir.display())))?;

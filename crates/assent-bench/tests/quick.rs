@@ -33,7 +33,11 @@ fn quick(extra: &[&str]) {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line per run")).collect();
     let runs: Vec<&str> = lines.iter().filter_map(|l| l["run"].as_str()).collect();
-    assert_eq!(runs, ["dispatch", "replay", "race", "flow", "decision-latency"], "{stdout}");
+    assert_eq!(
+        runs,
+        ["dispatch", "replay", "race", "flow", "webhook-rate", "decision-latency"],
+        "{stdout}"
+    );
     assert!(lines.iter().all(|l| l["invariants"] == "held" && l["operations"].as_u64() > Some(0)));
 }
 

@@ -1,30 +1,34 @@
 //! Runs of the approval flow: whole flows (dispatch, a `__mock__` agent step, a human step
-//! decided over HTTP, completion), and the latency of one decision on an idle server.
+//! decided over HTTP, completion, and the `execution.completed` webhook received and
+//! verified), and the latency of one decision on an idle server.
 
 use super::{
-    check, create_definition, drive, human_node, list_all, mock_node, reject_route, report, Done,
-    Plan, REVIEWER,
+    check, create_definition, create_watched_definition, drive, human_node, list_all, mock_node,
+    reject_route, report, Done, Plan, REVIEWER,
 };
 use crate::client::{text, Api};
 use crate::error::BenchError;
+use crate::receiver::{Arrival, Receiver};
 use crate::report::{Latencies, RunReport};
 use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Polls of `executions/get` a flow may take to see its execution completed.
-const COMPLETION_POLLS_MAX: u32 = 5_000;
-/// The pause between two of those polls.
-const COMPLETION_POLL_PAUSE: Duration = Duration::from_millis(1);
+/// How long a flow may wait, after its decision, for its `execution.completed` webhook.
+pub const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long decided executions may take to be listed as completed.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The pause between two listings while they settle.
 const SETTLE_PAUSE: Duration = Duration::from_millis(50);
-
-pub const WEBHOOK_NOTE: &str =
-    "the execution.completed webhook leg of issue 6 is not measured: webhooks do not exist yet";
+/// Where the flow definition's webhooks go on the receiver.
+const FLOW_PATH: &str = "/flow";
+/// The one event type the flow definition subscribes to.
+const COMPLETED: &str = "execution.completed";
 
 pub async fn whole_flows(
     api: &Api,
+    receiver: &Arc<Receiver>,
     plan: Plan,
     store: &'static str,
 ) -> Result<RunReport, BenchError> {
@@ -32,45 +36,86 @@ pub async fn whole_flows(
     let (rejected, reject_edge) = reject_route();
     let nodes = json!([mock_node("check"), human_node("review"), rejected]);
     let edges = json!([{ "from": "check", "to": "review", "on": "always" }, reject_edge]);
-    create_definition(api, DEFINITION, nodes, edges).await?;
+    let url = format!("{}{FLOW_PATH}", receiver.base_url);
+    create_watched_definition(api, DEFINITION, nodes, edges, url, Some(&[COMPLETED])).await?;
 
-    let api_ = api.clone();
+    let (api_, receiver_) = (api.clone(), receiver.clone());
     let driven = drive(plan.connections, plan.duration, move |worker, n| {
-        let api = api_.clone();
-        async move { one_flow(&api, DEFINITION, format!("f-{worker}-{n}")).await }
+        let (api, receiver) = (api_.clone(), receiver_.clone());
+        async move { one_flow(&api, &receiver, DEFINITION, format!("f-{worker}-{n}")).await }
     })
     .await?;
-    let (mut report, flows) = report("flow", store, plan.connections, driven);
-    report.note = Some(WEBHOOK_NOTE);
+    let (report, flows) = report("flow", store, plan.connections, driven);
 
     let listed = list_all(api, DEFINITION, None).await?.len();
     let completed = list_all(api, DEFINITION, Some("completed")).await?.len();
     check(listed == flows.len() && completed == flows.len(), || {
         format!("{} flows finished; {listed} executions listed, {completed} completed", flows.len())
     })?;
+    one_completed_webhook_each(&flows, &receiver.take(FLOW_PATH))?;
     Ok(report)
 }
 
-/// Dispatch, find the waiting human step, approve it, and poll until the execution is
-/// completed; returns the requests it took.
-async fn one_flow(api: &Api, definition_id: &str, key: String) -> Result<Done<String>, BenchError> {
+/// Dispatch, find the waiting human step, approve it, and wait until the receiver has
+/// verified the execution's `execution.completed` webhook; returns the requests it took.
+async fn one_flow(
+    api: &Api,
+    receiver: &Receiver,
+    definition_id: &str,
+    key: String,
+) -> Result<Done<String>, BenchError> {
     let body = json!({ "definitionId": definition_id, "idempotencyKey": key });
     let dispatched = api.call("executions/dispatch", body).await?;
     let execution_id = text(&dispatched, "executionId", "executions/dispatch")?;
     let step_id = waiting_review(&get(api, &execution_id).await?)?;
+    let completed = receiver.completed(&execution_id);
     decide(api, &execution_id, &step_id).await?;
 
-    let mut requests = 4;
-    let mut view = get(api, &execution_id).await?;
-    while view["status"] != "completed" {
-        check(view["status"] == "running" && requests < COMPLETION_POLLS_MAX as u64, || {
-            format!("{execution_id} did not complete after its approval: {view}")
+    let arrived = tokio::time::timeout(COMPLETION_TIMEOUT, completed).await;
+    check(matches!(arrived, Ok(Ok(()))), || {
+        let unverified = receiver.unverified();
+        format!(
+            "no verified {COMPLETED} webhook of {execution_id} within {COMPLETION_TIMEOUT:?} \
+             of its approval ({unverified} deliveries failed verification so far)"
+        )
+    })?;
+    Ok(Done { requests: 3, item: execution_id })
+}
+
+/// Each flow's execution sent exactly one webhook, its `execution.completed`, verified and
+/// on the first attempt; nothing else arrived.
+fn one_completed_webhook_each(flows: &[String], arrivals: &[Arrival]) -> Result<(), BenchError> {
+    let mut per_execution: HashMap<&str, Vec<&Arrival>> =
+        flows.iter().map(|id| (id.as_str(), Vec::new())).collect();
+    for arrival in arrivals {
+        check(arrival.verified, || {
+            format!(
+                "a flow webhook failed verification: {} of {}",
+                arrival.event_id, arrival.execution_id
+            )
         })?;
-        tokio::time::sleep(COMPLETION_POLL_PAUSE).await;
-        view = get(api, &execution_id).await?;
-        requests += 1;
+        match per_execution.get_mut(arrival.execution_id.as_str()) {
+            Some(seen) => seen.push(arrival),
+            None => {
+                return Err(BenchError::Violation(format!(
+                    "a flow webhook of an execution no flow ran: {}",
+                    arrival.execution_id
+                )))
+            }
+        }
     }
-    Ok(Done { requests, item: execution_id })
+    for (execution_id, seen) in per_execution {
+        let once = match seen.as_slice() {
+            [only] => only.event_type == COMPLETED && only.attempt == Some(0),
+            _ => false,
+        };
+        check(once, || {
+            let seen: Vec<_> =
+                seen.iter().map(|a| format!("{} attempt {:?}", a.event_type, a.attempt)).collect();
+            format!("{execution_id}: expected one {COMPLETED} at attempt 0, received {seen:?}")
+        })?;
+    }
+    Ok(())
 }
 
 async fn get(api: &Api, execution_id: &str) -> Result<Value, BenchError> {
@@ -181,5 +226,52 @@ async fn decided_ones_complete(
             format!("{decided} of {parked} decided; {completed} completed, {running} running")
         })?;
         tokio::time::sleep(SETTLE_PAUSE).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival(execution_id: &str, event_type: &str, attempt: u32, verified: bool) -> Arrival {
+        Arrival {
+            path: FLOW_PATH.into(),
+            execution_id: execution_id.into(),
+            event_id: format!("evt_{execution_id}_9"),
+            event_type: event_type.into(),
+            attempt: Some(attempt),
+            verified,
+            latency: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn each_flow_needs_exactly_one_verified_completed_webhook() {
+        let flows = vec!["x".to_owned(), "y".to_owned()];
+        let good = || vec![arrival("x", COMPLETED, 0, true), arrival("y", COMPLETED, 0, true)];
+        assert!(one_completed_webhook_each(&flows, &good()).is_ok());
+
+        let mut duplicated = good();
+        duplicated.push(arrival("y", COMPLETED, 1, true));
+        let mut unsigned = good();
+        unsigned[0] = arrival("x", COMPLETED, 0, false);
+        let mut retried = good();
+        retried[0] = arrival("x", COMPLETED, 1, true);
+        let mut other_type = good();
+        other_type[1] = arrival("y", "step.completed", 0, true);
+        let missing = vec![arrival("x", COMPLETED, 0, true)];
+        let mut stranger = good();
+        stranger.push(arrival("z", COMPLETED, 0, true));
+        for (name, arrivals) in [
+            ("duplicated", duplicated),
+            ("unsigned", unsigned),
+            ("retried", retried),
+            ("other type", other_type),
+            ("missing", missing),
+            ("stranger", stranger),
+        ] {
+            let outcome = one_completed_webhook_each(&flows, &arrivals);
+            assert!(outcome.is_err_and(|e| e.is_violation()), "{name} passed");
+        }
     }
 }

@@ -3,16 +3,20 @@
 
 mod dispatch;
 mod flow;
+mod webhooks;
 
 use crate::client::Api;
 use crate::error::BenchError;
+use crate::receiver::{Receiver, SECRET};
 use crate::report::{Latencies, RunReport};
 use serde_json::{json, Value};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The runs, in the order they run.
-pub const RUNS: [&str; 5] = ["dispatch", "replay", "race", "flow", "decision-latency"];
+pub const RUNS: [&str; 6] =
+    ["dispatch", "replay", "race", "flow", "webhook-rate", "decision-latency"];
 
 /// How big each run is.
 #[derive(Clone, Copy)]
@@ -35,6 +39,7 @@ const LIST_PAGES_MAX: usize = 10_000;
 pub async fn run(
     name: &str,
     api: &Api,
+    receiver: &Arc<Receiver>,
     plan: Plan,
     store: &'static str,
 ) -> Result<RunReport, BenchError> {
@@ -42,7 +47,8 @@ pub async fn run(
         "dispatch" => dispatch::unique_keys(api, plan, store).await,
         "replay" => dispatch::replays(api, plan, store).await,
         "race" => dispatch::race(api, plan, store).await,
-        "flow" => flow::whole_flows(api, plan, store).await,
+        "flow" => flow::whole_flows(api, receiver, plan, store).await,
+        "webhook-rate" => webhooks::delivery_rate(api, receiver, plan, store).await,
         "decision-latency" => flow::decision_latency(api, plan, store).await,
         other => Err(BenchError::Server(format!("unknown run {other}"))),
     }
@@ -126,6 +132,25 @@ pub async fn create_definition(
 ) -> Result<(), BenchError> {
     let body = json!({ "definitionId": definition_id, "name": definition_id,
                        "nodes": nodes, "edges": edges });
+    api.call("definitions/create", body).await.map(drop)
+}
+
+/// Creates a definition whose events go to the receiver's `path` (only the `event_types`
+/// given, when there are some).
+pub async fn create_watched_definition(
+    api: &Api,
+    definition_id: &str,
+    nodes: Value,
+    edges: Value,
+    receiver_url: String,
+    event_types: Option<&[&str]>,
+) -> Result<(), BenchError> {
+    let mut webhook = json!({ "url": receiver_url, "secret": SECRET });
+    if let Some(types) = event_types {
+        webhook["eventTypes"] = json!(types);
+    }
+    let body = json!({ "definitionId": definition_id, "name": definition_id,
+                       "nodes": nodes, "edges": edges, "webhookConfig": webhook });
     api.call("definitions/create", body).await.map(drop)
 }
 
