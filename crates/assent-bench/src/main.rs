@@ -51,6 +51,22 @@ struct Args {
     /// One JSON line per run on stdout (the table goes to stderr).
     #[arg(long)]
     json: bool,
+    /// Executions the parked run parks in a store of its own.
+    #[arg(long, default_value_t = 1_000_000)]
+    parked: usize,
+    /// Dispatches per second of the parked run's fixed-rate leg; by default half the
+    /// maximum it measured just before.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// SLA deadlines the deadlines run spreads evenly over its window.
+    #[arg(long, default_value_t = 100_000)]
+    deadlines: usize,
+    /// SLA deadlines due within one second in the middle of the window.
+    #[arg(long, default_value_t = 10_000)]
+    deadline_burst: usize,
+    /// Seconds the spread deadlines cover.
+    #[arg(long, default_value_t = 600)]
+    deadline_window_seconds: u64,
 }
 
 impl Args {
@@ -62,6 +78,11 @@ impl Args {
                 duration: Duration::from_secs(QUICK_SECONDS),
                 replay_keys: 100,
                 parked_executions: 200,
+                parked_run_size: 200,
+                dispatch_rate: self.rate,
+                deadlines_spread: 100,
+                deadlines_burst: 50,
+                deadline_window: Duration::from_secs(3),
             };
         }
         Plan {
@@ -69,6 +90,11 @@ impl Args {
             duration: Duration::from_secs(self.seconds),
             replay_keys: 1_000,
             parked_executions: 5_000,
+            parked_run_size: self.parked.max(1),
+            dispatch_rate: self.rate,
+            deadlines_spread: self.deadlines,
+            deadlines_burst: self.deadline_burst,
+            deadline_window: Duration::from_secs(self.deadline_window_seconds.max(1)),
         }
     }
 
@@ -118,7 +144,7 @@ async fn open(args: &Args) -> Result<Backing, BenchError> {
 async fn bench(args: &Args, backing: &Backing) -> Result<(), BenchError> {
     let creds = backing.create_workspace().await?;
     let receiver = Arc::new(Receiver::start().await?);
-    let server = backing.serve(&receiver.ca_file).await?;
+    let server = backing.serve(Some(&receiver.ca_file)).await?;
     let api = Api::new(&server.base_url, &creds)?;
     let plan = args.plan();
     let selected: Vec<&str> = if args.runs.is_empty() {
@@ -131,14 +157,19 @@ async fn bench(args: &Args, backing: &Backing) -> Result<(), BenchError> {
     table(table_header());
     let mut outcome = Ok(());
     for name in selected {
-        match runs::run(name, &api, &receiver, plan, backing.store_name()).await {
-            Ok(report) => {
-                table(table_row(&report));
-                if let Some(note) = report.note {
-                    table(format!("  note: {note}"));
-                }
-                if args.json {
-                    println!("{}", report.json_line());
+        match runs::run(name, &api, &receiver, plan, backing).await {
+            Ok(reports) => {
+                for report in reports {
+                    table(table_row(&report));
+                    if let Some(note) = report.note {
+                        table(format!("  note: {note}"));
+                    }
+                    if let Some(figures) = report.figures_line() {
+                        table(format!("  figures: {figures}"));
+                    }
+                    if args.json {
+                        println!("{}", report.json_line());
+                    }
                 }
             }
             Err(e) => {

@@ -21,7 +21,7 @@ impl Latencies {
     }
 
     /// p50, p99 and max, in that order; zeros when nothing was measured.
-    fn summary(mut self) -> [Duration; 3] {
+    pub(crate) fn summary(mut self) -> [Duration; 3] {
         self.0.sort_unstable();
         let at = |quantile: f64| -> Duration {
             let Some(last) = self.0.len().checked_sub(1) else { return Duration::ZERO };
@@ -45,6 +45,9 @@ pub struct RunReport {
     p99: Duration,
     max: Duration,
     pub note: Option<&'static str>,
+    /// Figures a run measures besides its latencies (store size, memory, times), by name
+    /// with their unit in it.
+    pub figures: Vec<(&'static str, f64)>,
 }
 
 impl RunReport {
@@ -69,7 +72,20 @@ impl RunReport {
             p99,
             max,
             note: None,
+            figures: Vec::new(),
         }
+    }
+
+    /// Adds a figure, rounded to three decimals.
+    pub fn figure(&mut self, name: &'static str, value: f64) {
+        self.figures.push((name, (value * 1000.0).round() / 1000.0));
+    }
+
+    /// The figures as one line, `name=value` apart; `None` when there are none.
+    pub fn figures_line(&self) -> Option<String> {
+        let figures: Vec<String> =
+            self.figures.iter().map(|(name, value)| format!("{name}={value}")).collect();
+        (!figures.is_empty()).then(|| figures.join(" "))
     }
 
     pub fn per_second(&self) -> f64 {
@@ -90,6 +106,8 @@ impl RunReport {
             "maxMs": ms(self.max),
             "invariants": "held",
             "note": self.note,
+            "figures": self.figures.iter().map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>(),
         })
         .to_string()
     }

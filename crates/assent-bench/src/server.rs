@@ -41,6 +41,28 @@ impl Backing {
         }
     }
 
+    /// Another fresh store of the same kind, for a run that needs a store of its own.
+    pub async fn sibling(&self) -> Result<Backing, BenchError> {
+        match &self.database {
+            Some(database) => Backing::postgres(&self.bin, &database.server_url).await,
+            None => Backing::sqlite(&self.bin),
+        }
+    }
+
+    /// What the store takes on disk: the data directory's files (the SQLite file with its
+    /// WAL), or `pg_database_size` of the bench's database.
+    pub async fn store_bytes(&self) -> Result<u64, BenchError> {
+        let Some(database) = &self.database else { return directory_bytes(&self.dir.0) };
+        let sql = format!("SELECT pg_database_size('{}')", database.name);
+        let (client, connection) =
+            tokio_postgres::connect(&database.server_url, tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let size = client.query_one(&sql, &[]).await.map(|row| row.get::<_, i64>(0));
+        drop(client);
+        let _ = connection.await;
+        Ok(size?.max(0) as u64)
+    }
+
     /// Drops the PostgreSQL database; the data directory goes with `self`.
     pub async fn close(self) -> Result<(), BenchError> {
         match self.database {
@@ -76,12 +98,14 @@ impl Backing {
         }
     }
 
-    /// `assent serve --no-bootstrap` on port 0, once it has logged its address. Webhooks may
-    /// go to 127.0.0.1, over HTTPS with a certificate the CA in `webhook_ca_file` signed.
-    pub async fn serve(&self, webhook_ca_file: &Path) -> Result<Server, BenchError> {
+    /// `assent serve --no-bootstrap` on port 0, once it has logged its address. With a CA
+    /// file, webhooks may go to 127.0.0.1, over HTTPS with a certificate that CA signed.
+    pub async fn serve(&self, webhook_ca_file: Option<&Path>) -> Result<Server, BenchError> {
         let mut cmd = self.assent();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-bootstrap"]);
-        cmd.args(["--webhook-allow", "127.0.0.1", "--webhook-ca-file"]).arg(webhook_ca_file);
+        if let Some(ca_file) = webhook_ca_file {
+            cmd.args(["--webhook-allow", "127.0.0.1", "--webhook-ca-file"]).arg(ca_file);
+        }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
         let mut child =
             cmd.spawn().map_err(|e| BenchError::Server(format!("{}: {e}", self.bin.display())))?;
@@ -150,6 +174,40 @@ impl Server {
             }
         }
     }
+}
+
+impl Server {
+    /// The process's resident memory now (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> Result<u64, BenchError> {
+        let Some(pid) = self.child.id() else {
+            return Err(BenchError::Server("the server has ended".into()));
+        };
+        let path = format!("/proc/{pid}/status");
+        let status = std::fs::read_to_string(&path)
+            .map_err(|e| BenchError::Server(format!("{path}: {e}")))?;
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+        kib.map(|kib| kib * 1024).ok_or_else(|| BenchError::Server(format!("no VmRSS in {path}")))
+    }
+
+    /// SIGKILL, as a crash would end it; returns once the process is gone.
+    pub async fn kill(mut self) -> Result<(), BenchError> {
+        self.child.kill().await.map_err(|e| BenchError::Server(format!("SIGKILL: {e}")))
+    }
+}
+
+/// The bytes of the files in `dir` and its subdirectories.
+fn directory_bytes(dir: &Path) -> Result<u64, BenchError> {
+    let unreadable = |e: std::io::Error| BenchError::Server(format!("{}: {e}", dir.display()));
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).map_err(unreadable)? {
+        let entry = entry.map_err(unreadable)?;
+        let meta = entry.metadata().map_err(unreadable)?;
+        bytes += if meta.is_dir() { directory_bytes(&entry.path())? } else { meta.len() };
+    }
+    Ok(bytes)
 }
 
 /// A directory removed when dropped.

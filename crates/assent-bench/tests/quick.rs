@@ -33,12 +33,27 @@ fn quick(extra: &[&str]) {
     let lines: Vec<serde_json::Value> =
         stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON line per run")).collect();
     let runs: Vec<&str> = lines.iter().filter_map(|l| l["run"].as_str()).collect();
-    assert_eq!(
-        runs,
-        ["dispatch", "replay", "race", "flow", "webhook-rate", "decision-latency"],
-        "{stdout}"
-    );
+    let expected = [
+        "dispatch",
+        "replay",
+        "race",
+        "flow",
+        "webhook-rate",
+        "decision-latency",
+        "parked",
+        "decide-idle",
+        "dispatch-max",
+        "dispatch-half",
+        "decide-half",
+        "deadlines",
+        "deadline-burst",
+    ];
+    assert_eq!(runs, expected, "{stdout}");
     assert!(lines.iter().all(|l| l["invariants"] == "held" && l["operations"].as_u64() > Some(0)));
+    let parked = &lines.iter().find(|l| l["run"] == "parked").expect("a parked row")["figures"];
+    for figure in ["storeMiB", "idleRssMiB", "readyAfterKillMs", "restartedIdleRssMiB"] {
+        assert!(parked[figure].as_f64() > Some(0.0), "parked figure {figure}: {parked}");
+    }
 }
 
 #[test]

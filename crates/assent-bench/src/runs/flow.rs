@@ -118,12 +118,12 @@ fn one_completed_webhook_each(flows: &[String], arrivals: &[Arrival]) -> Result<
     Ok(())
 }
 
-async fn get(api: &Api, execution_id: &str) -> Result<Value, BenchError> {
+pub(super) async fn get(api: &Api, execution_id: &str) -> Result<Value, BenchError> {
     api.call("executions/get", json!({ "executionId": execution_id })).await
 }
 
 /// The id of the execution's waiting `review` step.
-fn waiting_review(view: &Value) -> Result<String, BenchError> {
+pub(super) fn waiting_review(view: &Value) -> Result<String, BenchError> {
     let steps = view["steps"].as_array().into_iter().flatten();
     let mut waiting = steps.filter(|s| s["nodeId"] == "review" && s["status"] == "waiting");
     match (waiting.next(), waiting.next()) {
@@ -133,7 +133,7 @@ fn waiting_review(view: &Value) -> Result<String, BenchError> {
 }
 
 /// Approves the step; the answer must say the decision was recorded.
-async fn decide(api: &Api, execution_id: &str, step_id: &str) -> Result<(), BenchError> {
+pub(super) async fn decide(api: &Api, execution_id: &str, step_id: &str) -> Result<(), BenchError> {
     let body = json!({ "executionId": execution_id, "stepId": step_id,
                        "reviewerId": REVIEWER, "decision": "approve" });
     let answer = api.call("steps/recordReviewerDecision", body).await?;

@@ -1,22 +1,35 @@
 //! The runs, what they share (the load driver, definitions, listing), and the plan that
 //! sizes them.
 
+mod deadlines;
 mod dispatch;
 mod flow;
+mod parked;
+mod rate;
+mod scale;
 mod webhooks;
 
 use crate::client::Api;
 use crate::error::BenchError;
 use crate::receiver::{Receiver, SECRET};
 use crate::report::{Latencies, RunReport};
+use crate::server::Backing;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The runs, in the order they run.
-pub const RUNS: [&str; 6] =
-    ["dispatch", "replay", "race", "flow", "webhook-rate", "decision-latency"];
+pub const RUNS: [&str; 8] = [
+    "dispatch",
+    "replay",
+    "race",
+    "flow",
+    "webhook-rate",
+    "decision-latency",
+    "parked",
+    "deadlines",
+];
 
 /// How big each run is.
 #[derive(Clone, Copy)]
@@ -27,6 +40,16 @@ pub struct Plan {
     pub replay_keys: usize,
     /// Executions dispatched before the decision-latency run decides them.
     pub parked_executions: usize,
+    /// Executions the parked run parks in a store of its own.
+    pub parked_run_size: usize,
+    /// Dispatches per second of the parked run's fixed-rate leg; by default half the
+    /// maximum it measured.
+    pub dispatch_rate: Option<f64>,
+    /// SLA deadlines spread evenly over `deadline_window`.
+    pub deadlines_spread: usize,
+    /// SLA deadlines due within one second in the middle of that window.
+    pub deadlines_burst: usize,
+    pub deadline_window: Duration,
 }
 
 /// Connections that race one idempotency key.
@@ -36,7 +59,23 @@ const LIST_PAGE_SIZE: usize = 500;
 /// Pages a listing may take before the bench gives up on it.
 const LIST_PAGES_MAX: usize = 10_000;
 
+/// Does one run; most print one row, the parked and deadlines runs several.
 pub async fn run(
+    name: &str,
+    api: &Api,
+    receiver: &Arc<Receiver>,
+    plan: Plan,
+    backing: &Backing,
+) -> Result<Vec<RunReport>, BenchError> {
+    let store = backing.store_name();
+    match name {
+        "parked" => parked::parked(plan, backing).await,
+        "deadlines" => deadlines::deadlines(api, plan, store).await,
+        _ => one_row(name, api, receiver, plan, store).await.map(|report| vec![report]),
+    }
+}
+
+async fn one_row(
     name: &str,
     api: &Api,
     receiver: &Arc<Receiver>,
