@@ -2,8 +2,8 @@
 
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
+    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
     WorkspaceInfo,
 };
@@ -217,13 +217,14 @@ impl Store for AnyStore {
         delegate!(self.dispatch_execution(workspace_id, write, idempotency_expires_at_ms))
     }
 
-    async fn lookup_idempotency_key(
+    async fn dispatch_lookup(
         &self,
         workspace_id: &str,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
+        definition_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, String)>> {
-        delegate!(self.lookup_idempotency_key(workspace_id, idempotency_key, now_ms))
+    ) -> StoreResult<DispatchLookup> {
+        delegate!(self.dispatch_lookup(workspace_id, idempotency_key, definition_id, now_ms))
     }
 
     async fn get_execution(

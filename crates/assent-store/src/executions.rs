@@ -1,7 +1,7 @@
 //! What the store keeps of an execution: its indexed columns, the engine's state as an
 //! opaque JSON document, its events and its timers; and the list cursor over executions.
 
-use crate::{StoreError, StoreResult};
+use crate::{DefinitionStatus, StoreError, StoreResult};
 use serde_json::Value;
 
 pub use assent_core::vocab::ExecutionStatus;
@@ -27,7 +27,9 @@ pub struct ExecutionRecord {
     /// The `seq` the next event takes. The store keeps it one past the last event written;
     /// what a caller sets here is not written.
     pub next_seq: i64,
-    pub state: Value,
+    /// The engine's state document as JSON text, kept as text end to end so that neither
+    /// store parses or re-serialises it.
+    pub state: String,
 }
 
 /// An event to append. `seq` is the engine's, increasing and at least the execution's
@@ -78,6 +80,24 @@ pub struct ExecutionChanges {
 pub struct ExecutionWrite {
     pub record: ExecutionRecord,
     pub changes: ExecutionChanges,
+}
+
+/// What a dispatch reads before it writes, in one read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DispatchLookup {
+    /// `(execution_id, correlation_id)` of the execution a live idempotency key names.
+    pub replay: Option<(String, String)>,
+    /// The definition's current version, active or tombstoned; `None` without one.
+    pub definition: Option<DefinitionHead>,
+}
+
+/// Which stored version a definition is at, without its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefinitionHead {
+    pub version: i64,
+    pub status: DefinitionStatus,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

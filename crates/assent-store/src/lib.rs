@@ -28,8 +28,9 @@ pub use deliveries::{
     DeliveryStatus, NewDelivery,
 };
 pub use executions::{
-    ClaimedTimer, DispatchOutcome, EventPage, EventRecord, ExecutionChanges, ExecutionPage,
-    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent, TimerSet,
+    ClaimedTimer, DefinitionHead, DispatchLookup, DispatchOutcome, EventPage, EventRecord,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent,
+    TimerSet,
 };
 pub use postgres::PgStore;
 pub use schedules::{DueSchedule, ScheduleEntry};
@@ -299,13 +300,15 @@ pub trait Store: Send + Sync + 'static {
         idempotency_expires_at_ms: Option<i64>,
     ) -> impl Future<Output = StoreResult<DispatchOutcome>> + Send;
 
-    /// The `(execution_id, correlation_id)` a live idempotency key belongs to.
-    fn lookup_idempotency_key(
+    /// What a dispatch needs before it writes, read together: the execution a live
+    /// `idempotency_key` already names, and the head of the definition.
+    fn dispatch_lookup(
         &self,
         workspace_id: &str,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
+        definition_id: &str,
         now_ms: i64,
-    ) -> impl Future<Output = StoreResult<Option<(String, String)>>> + Send;
+    ) -> impl Future<Output = StoreResult<DispatchLookup>> + Send;
 
     fn get_execution(
         &self,

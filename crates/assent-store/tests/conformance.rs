@@ -5,10 +5,10 @@
 use assent_core::model::AppProvider;
 use assent_store::{
     AfterAttempt, AnyStore, AppTriggerEntry, AuthOutcome, ClaimedDelivery, ConnectionRecord,
-    DefinitionRecord, DefinitionStatus, DeliveryAttempt, DeliveryFilter, DeliveryRecord,
-    DeliveryStatus, DispatchOutcome, DueSchedule, ExecutionChanges, ExecutionRecord,
-    ExecutionStatus, ExecutionWrite, NewConnection, NewDefinition, NewDelivery, NewEvent, PgStore,
-    ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
+    DefinitionHead, DefinitionRecord, DefinitionStatus, DeliveryAttempt, DeliveryFilter,
+    DeliveryRecord, DeliveryStatus, DispatchLookup, DispatchOutcome, DueSchedule, ExecutionChanges,
+    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewConnection, NewDefinition, NewDelivery,
+    NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -177,6 +177,7 @@ conformance!(
     concurrent_dispatches_of_one_key_create_one,
     expired_trigger_key_is_replaced,
     dispatch_refused_unless_definition_active,
+    dispatch_lookup_reads_the_definition_head,
     list_pages_many_executions_in_one_millisecond,
     events_page_external_only,
     update_execution_commits_all_or_nothing,
@@ -706,8 +707,8 @@ fn execution(
             started_at_ms,
             updated_at_ms: started_at_ms,
             next_seq: 1,
-            // Keys out of alphabetical order: the store must keep the state as written.
-            state: json!({"zeta": 1, "alpha": [execution_id]}),
+            // Keys out of alphabetical order and spaces: the store keeps the text as written.
+            state: json!({"zeta": 1, "alpha": [execution_id]}).to_string().replace(':', ": "),
         },
         changes: ExecutionChanges {
             events: vec![event(1, "execution.dispatched", true), event(2, "step.scheduled", false)],
@@ -756,7 +757,6 @@ async fn dispatch_get_and_replay<B: Backend>(backend: B) {
     assert_eq!(created, DispatchOutcome::Created);
     let fetched = store.get_execution(&ws, "exec_1").await.unwrap().unwrap();
     assert_eq!(fetched, ExecutionRecord { next_seq: 3, ..written.record.clone() });
-    assert_eq!(fetched.state.to_string(), written.record.state.to_string());
     assert!(store.get_execution(&other, "exec_1").await.unwrap().is_none());
 
     // A replay answers the original's ids whatever else it says, and writes nothing.
@@ -772,9 +772,9 @@ async fn dispatch_get_and_replay<B: Backend>(backend: B) {
         }
     );
     assert!(store.get_execution(&ws, "exec_2").await.unwrap().is_none());
-    assert_eq!(store.lookup_idempotency_key(&ws, "k1", NOW_MS).await.unwrap(), Some(original));
-    assert_eq!(store.lookup_idempotency_key(&other, "k1", NOW_MS).await.unwrap(), None);
-    assert_eq!(store.lookup_idempotency_key(&ws, "k2", NOW_MS).await.unwrap(), None);
+    assert_eq!(replay_of(&store, &ws, "k1", NOW_MS).await, Some(original));
+    assert_eq!(replay_of(&store, &other, "k1", NOW_MS).await, None);
+    assert_eq!(replay_of(&store, &ws, "k2", NOW_MS).await, None);
 
     // Keys belong to their workspace.
     assert_eq!(
@@ -784,7 +784,7 @@ async fn dispatch_get_and_replay<B: Backend>(backend: B) {
     let missing =
         store.dispatch_execution(&ws, execution(&ws, "exec_4", "nope", "k4", NOW_MS), None).await;
     assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
-    assert!(store.lookup_idempotency_key(&ws, "k4", NOW_MS).await.unwrap().is_none());
+    assert!(replay_of(&store, &ws, "k4", NOW_MS).await.is_none());
 }
 
 async fn concurrent_dispatches_of_one_key_create_one<B: Backend>(backend: B) {
@@ -828,9 +828,9 @@ async fn expired_trigger_key_is_replaced<B: Backend>(backend: B) {
     let created = store.dispatch_execution(&ws, write, Some(NOW_MS + 100)).await.unwrap();
     assert_eq!(created, DispatchOutcome::Created);
 
-    let live = store.lookup_idempotency_key(&ws, key, NOW_MS + 99).await.unwrap();
+    let live = replay_of(&store, &ws, key, NOW_MS + 99).await;
     assert_eq!(live.map(|(id, _)| id).as_deref(), Some("exec_a"));
-    assert!(store.lookup_idempotency_key(&ws, key, NOW_MS + 100).await.unwrap().is_none());
+    assert!(replay_of(&store, &ws, key, NOW_MS + 100).await.is_none());
     let write = execution(&ws, "exec_b", "d", key, NOW_MS + 99);
     let replayed = store.dispatch_execution(&ws, write, Some(NOW_MS + 199)).await.unwrap();
     assert!(
@@ -840,12 +840,57 @@ async fn expired_trigger_key_is_replaced<B: Backend>(backend: B) {
     let write = execution(&ws, "exec_c", "d", key, NOW_MS + 100);
     let created = store.dispatch_execution(&ws, write, Some(NOW_MS + 200)).await.unwrap();
     assert_eq!(created, DispatchOutcome::Created);
-    let live = store.lookup_idempotency_key(&ws, key, NOW_MS + 150).await.unwrap();
+    let live = replay_of(&store, &ws, key, NOW_MS + 150).await;
     assert_eq!(live.map(|(id, _)| id).as_deref(), Some("exec_c"));
     // The first execution is kept, with the key it was started with.
     let first = store.get_execution(&ws, "exec_a").await.unwrap().unwrap();
     assert_eq!(first.idempotency_key, key);
     assert!(store.get_execution(&ws, "exec_b").await.unwrap().is_none());
+}
+
+/// The execution a live key names, as the read before a dispatch finds it.
+async fn replay_of<S: Store>(
+    store: &S,
+    ws: &str,
+    key: &str,
+    now_ms: i64,
+) -> Option<(String, String)> {
+    store.dispatch_lookup(ws, Some(key), "d", now_ms).await.unwrap().replay
+}
+
+async fn dispatch_lookup_reads_the_definition_head<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    let other = new_workspace(&store, "o").await;
+    let head = |ws: String| {
+        let store = &store;
+        async move { store.dispatch_lookup(&ws, None, "d", NOW_MS).await.unwrap().definition }
+    };
+    assert_eq!(head(ws.clone()).await, None);
+
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let active = |version, updated_at_ms| DefinitionHead {
+        version,
+        status: DefinitionStatus::Active,
+        created_at_ms: NOW_MS,
+        updated_at_ms,
+    };
+    assert_eq!(head(ws.clone()).await, Some(active(1, NOW_MS)));
+    assert_eq!(head(other.clone()).await, None);
+    store.update_definition(&ws, definition("d", 2), 1, NOW_MS + 7).await.unwrap();
+    assert_eq!(head(ws.clone()).await, Some(active(2, NOW_MS + 7)));
+
+    dispatch(&store, &ws, "exec_1", "d", "k1", NOW_MS).await;
+    set_status(&store, &ws, "exec_1", ExecutionStatus::Completed).await;
+    store.delete_definition(&ws, "d", false, NOW_MS + 9).await.unwrap();
+    let tombstone = head(ws.clone()).await.expect("a tombstone has a head");
+    assert_eq!(tombstone.status, DefinitionStatus::Tombstoned);
+    // The key and the head are read together; a key of another workspace is not seen.
+    let both = store.dispatch_lookup(&ws, Some("k1"), "d", NOW_MS).await.unwrap();
+    assert_eq!(both.replay.map(|(id, _)| id).as_deref(), Some("exec_1"));
+    assert_eq!(both.definition, Some(tombstone));
+    let theirs = store.dispatch_lookup(&other, Some("k1"), "d", NOW_MS).await.unwrap();
+    assert_eq!(theirs, DispatchLookup { replay: None, definition: None });
 }
 
 async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {
@@ -863,7 +908,7 @@ async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {
     let refused = store.dispatch_execution(&ws, write, None).await;
     assert!(matches!(refused, Err(StoreError::DefinitionNotActive)), "{refused:?}");
     assert!(store.get_execution(&ws, "exec_2").await.unwrap().is_none());
-    assert!(store.lookup_idempotency_key(&ws, "k2", NOW_MS).await.unwrap().is_none());
+    assert!(replay_of(&store, &ws, "k2", NOW_MS).await.is_none());
 
     // The key is looked up before the definition: a replay still answers.
     let replayed = dispatch(&store, &ws, "exec_3", "d", "k1", NOW_MS).await;
@@ -997,7 +1042,7 @@ async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
     let refused = store
         .update_execution(&ws, "exec_1", |record| {
             record.status = ExecutionStatus::Running;
-            record.state = json!({"changed": true});
+            record.state = json!({"changed": true}).to_string();
             let events = vec![event(3, "execution.completed", true)];
             let _changes = ExecutionChanges {
                 events,
@@ -1018,7 +1063,7 @@ async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
             assert_eq!(record.next_seq, 3);
             record.status = ExecutionStatus::Running;
             record.updated_at_ms = NOW_MS + 7;
-            record.state = json!({"changed": true});
+            record.state = json!({"changed": true}).to_string();
             let changes = ExecutionChanges {
                 events: vec![
                     event(3, "step.awaiting-approval", true),
@@ -1037,7 +1082,10 @@ async fn update_execution_commits_all_or_nothing<B: Backend>(backend: B) {
         (after.status, after.updated_at_ms, after.next_seq),
         (ExecutionStatus::Running, NOW_MS + 7, 5)
     );
-    assert_eq!((after.started_at_ms, &after.state), (NOW_MS, &json!({"changed": true})));
+    assert_eq!(
+        (after.started_at_ms, &after.state),
+        (NOW_MS, &json!({"changed": true}).to_string())
+    );
     assert_eq!(store.get_events(&ws, "exec_1", 0, 50).await.unwrap().events.len(), 2);
     let claimed = store.claim_due_timers(NOW_MS + 10_000, 1_000, 10).await.unwrap();
     let claimed: Vec<_> = claimed.iter().map(|t| (t.timer_key.as_str(), t.due_at_ms)).collect();

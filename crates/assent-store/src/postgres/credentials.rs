@@ -1,9 +1,9 @@
 //! Workspaces, API keys and auth tokens in PostgreSQL. Mirrors `sqlite/credentials.rs`.
 
-use super::{execute, query, query_opt, BOOTSTRAP_LOCK};
+use super::{execute, query, query_opt, read_opt, BOOTSTRAP_LOCK};
 use crate::credentials::{new_workspace_id, secret_hash, SecretKind};
 use crate::{AuthOutcome, NewCredentials, StoreError, StoreResult, WorkspaceInfo};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, Transaction};
 
 pub(super) async fn create_workspace(
     txn: &Transaction<'_>,
@@ -134,39 +134,33 @@ pub(super) async fn workspace_of_api_key(
 }
 
 pub(super) async fn authenticate(
-    txn: &Transaction<'_>,
+    client: &Client,
     api_key: Option<&str>,
     auth_token: Option<&str>,
 ) -> StoreResult<AuthOutcome> {
     let Some(api_key) = api_key else {
         return Ok(AuthOutcome::UnknownApiKey);
     };
-    let key_row = query_opt(
-        txn,
-        "SELECT workspace_id FROM api_keys
-          WHERE secret_hash = $1 AND revoked_at_ms IS NULL",
-        &[&secret_hash(api_key)],
+    // An empty header is no token at all.
+    let auth_token = auth_token.filter(|token| !token.is_empty());
+    let row = read_opt(
+        client,
+        "SELECT k.workspace_id,
+                EXISTS (SELECT 1 FROM auth_tokens t
+                         WHERE t.secret_hash = $2 AND t.workspace_id = k.workspace_id
+                           AND t.revoked_at_ms IS NULL)
+           FROM api_keys k
+          WHERE k.secret_hash = $1 AND k.revoked_at_ms IS NULL",
+        &[&secret_hash(api_key), &auth_token.map(secret_hash)],
     )
     .await?;
-    let Some(key_row) = key_row else {
+    let Some(row) = row else {
         return Ok(AuthOutcome::UnknownApiKey);
     };
-    let workspace_id: String = key_row.try_get(0)?;
-
-    // An empty header is no token at all.
-    let Some(auth_token) = auth_token.filter(|token| !token.is_empty()) else {
-        return Ok(AuthOutcome::MissingAuthToken);
-    };
-    let token_is_live = query_opt(
-        txn,
-        "SELECT 1 FROM auth_tokens
-          WHERE secret_hash = $1 AND workspace_id = $2 AND revoked_at_ms IS NULL",
-        &[&secret_hash(auth_token), &workspace_id],
-    )
-    .await?
-    .is_some();
-    if !token_is_live {
-        return Ok(AuthOutcome::BadAuthToken);
-    }
-    Ok(AuthOutcome::Authenticated { workspace_id })
+    let (workspace_id, token_is_live): (String, bool) = (row.try_get(0)?, row.try_get(1)?);
+    Ok(match auth_token {
+        None => AuthOutcome::MissingAuthToken,
+        Some(_) if !token_is_live => AuthOutcome::BadAuthToken,
+        Some(_) => AuthOutcome::Authenticated { workspace_id },
+    })
 }

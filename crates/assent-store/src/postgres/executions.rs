@@ -9,20 +9,22 @@
 //! its deliveries are written in `seq` order with its events. Timers are claimed with
 //! `FOR UPDATE SKIP LOCKED`.
 
-use super::{deliveries, execute, query, query_opt};
+use super::{deliveries, execute, query, query_opt, read_opt};
 use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
-    ClaimedTimer, DefinitionStatus, DispatchOutcome, EventPage, EventRecord, ExecutionChanges,
-    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, StoreError, StoreResult,
+    ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
+    EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    NewEvent, StoreError, StoreResult,
 };
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, Transaction};
+use serde_json::Value;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 /// The columns [`record_from_row`] reads, in its order.
 const RECORD_COLUMNS: &str = "workspace_id, execution_id, definition_id, definition_version, \
-     status, correlation_id, idempotency_key, started_at_ms, updated_at_ms, next_seq, state";
+     status, correlation_id, idempotency_key, started_at_ms, updated_at_ms, next_seq, state::text";
 
 pub(super) async fn dispatch_execution(
     txn: &Transaction<'_>,
@@ -31,28 +33,33 @@ pub(super) async fn dispatch_execution(
     idempotency_expires_at_ms: Option<i64>,
 ) -> StoreResult<DispatchOutcome> {
     let record = &write.record;
-    if let Some(replayed) = lock_live_key(txn, workspace_id, record).await? {
-        return Ok(replayed);
-    }
-    check_definition_active(txn, workspace_id, &record.definition_id).await?;
-
-    let inserted = execute(
-        txn,
-        "INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
-                                       correlation_id, expires_at_ms)
-         VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (workspace_id, idempotency_key) DO NOTHING",
-        &[
-            &workspace_id,
-            &record.idempotency_key,
-            &record.execution_id,
-            &record.correlation_id,
-            &idempotency_expires_at_ms,
-        ],
-    )
-    .await?;
-    if inserted == 0 {
-        return replay_winner(txn, workspace_id, &record.idempotency_key).await;
+    // Nearly every key is new: take the definition's row and claim the key in one round
+    // trip, and look at an existing key only when the claim finds one.
+    let definition = txn.prepare_cached(DEFINITION_FOR_SHARE).await?;
+    let claim = txn.prepare_cached(CLAIM_KEY).await?;
+    let key_row: [&(dyn ToSql + Sync); 5] = [
+        &workspace_id,
+        &record.idempotency_key,
+        &record.execution_id,
+        &record.correlation_id,
+        &idempotency_expires_at_ms,
+    ];
+    let definition_of: [&(dyn ToSql + Sync); 2] = [&workspace_id, &record.definition_id];
+    let (definition_row, claimed) = tokio::try_join!(
+        txn.query_opt(&definition, &definition_of),
+        txn.execute(&claim, &key_row),
+    )?;
+    if claimed == 0 {
+        if let Some(replayed) = lock_live_key(txn, workspace_id, record).await? {
+            return Ok(replayed);
+        }
+        definition_active(definition_row)?;
+        // The expired key is gone; a dispatch racing for the same key may still win.
+        if execute(txn, CLAIM_KEY, &key_row).await? == 0 {
+            return replay_winner(txn, workspace_id, &record.idempotency_key).await;
+        }
+    } else {
+        definition_active(definition_row)?;
     }
 
     insert_execution(txn, workspace_id, record, &write.changes).await?;
@@ -64,6 +71,27 @@ pub(super) async fn dispatch_execution(
     };
     apply_changes(txn, &owner, &write.changes).await?;
     Ok(DispatchOutcome::Created)
+}
+
+/// Holds the definition's row `FOR SHARE` until commit, so that a delete waits.
+const DEFINITION_FOR_SHARE: &str = "SELECT status FROM definitions
+  WHERE workspace_id = $1 AND definition_id = $2
+    FOR SHARE";
+
+/// Inserts an idempotency key unless the workspace has that key already (or a racing
+/// transaction is inserting it, in which case it waits for that one to end).
+const CLAIM_KEY: &str = "INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
+                               correlation_id, expires_at_ms)
+ VALUES ($1, $2, $3, $4, $5)
+ ON CONFLICT (workspace_id, idempotency_key) DO NOTHING";
+
+/// `NotFound` without a definition row, `DefinitionNotActive` for a tombstone.
+fn definition_active(row: Option<Row>) -> StoreResult<()> {
+    let Some(row) = row else { return Err(StoreError::NotFound) };
+    match DefinitionStatus::parse(row.try_get(0)?)? {
+        DefinitionStatus::Active => Ok(()),
+        DefinitionStatus::Tombstoned => Err(StoreError::DefinitionNotActive),
+    }
 }
 
 /// `Replayed` when the key is live. An expired key is removed (its row stays locked until
@@ -116,43 +144,40 @@ async fn replay_winner(
     Ok(DispatchOutcome::Replayed { execution_id: row.try_get(0)?, correlation_id: row.try_get(1)? })
 }
 
-pub(super) async fn lookup_idempotency_key(
-    txn: &Transaction<'_>,
+/// The key's execution and the definition's head, in one statement on `client`.
+pub(super) async fn dispatch_lookup(
+    client: &Client,
     workspace_id: &str,
-    idempotency_key: &str,
-    now_ms: i64,
-) -> StoreResult<Option<(String, String)>> {
-    let row = query_opt(
-        txn,
-        "SELECT execution_id, correlation_id FROM idempotency_keys
-          WHERE workspace_id = $1 AND idempotency_key = $2
-            AND (expires_at_ms IS NULL OR expires_at_ms > $3)",
-        &[&workspace_id, &idempotency_key, &now_ms],
-    )
-    .await?;
-    row.map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).transpose()
-}
-
-/// Holds the definition's row `FOR SHARE` until commit. `NotFound` without a definition of
-/// this id, `DefinitionNotActive` for a tombstone.
-async fn check_definition_active(
-    txn: &Transaction<'_>,
-    workspace_id: &str,
+    idempotency_key: Option<&str>,
     definition_id: &str,
-) -> StoreResult<()> {
-    let row = query_opt(
-        txn,
-        "SELECT status FROM definitions
-          WHERE workspace_id = $1 AND definition_id = $2
-            FOR SHARE",
-        &[&workspace_id, &definition_id],
-    )
-    .await?;
-    let Some(row) = row else { return Err(StoreError::NotFound) };
-    match DefinitionStatus::parse(row.try_get(0)?)? {
-        DefinitionStatus::Active => Ok(()),
-        DefinitionStatus::Tombstoned => Err(StoreError::DefinitionNotActive),
-    }
+    now_ms: i64,
+) -> StoreResult<DispatchLookup> {
+    let statement = client
+        .prepare_cached(
+            "SELECT k.execution_id, k.correlation_id,
+                    d.version, d.status, d.created_at_ms, d.updated_at_ms
+           FROM (SELECT 1) AS one
+           LEFT JOIN idempotency_keys k
+             ON k.workspace_id = $1 AND k.idempotency_key = $2
+            AND (k.expires_at_ms IS NULL OR k.expires_at_ms > $4)
+           LEFT JOIN definitions d
+             ON d.workspace_id = $1 AND d.definition_id = $3",
+        )
+        .await?;
+    let row = client
+        .query_one(&statement, &[&workspace_id, &idempotency_key, &definition_id, &now_ms])
+        .await?;
+    let replay = row.try_get::<_, Option<String>>(0)?.zip(row.try_get::<_, Option<String>>(1)?);
+    let definition = match row.try_get::<_, Option<i64>>(2)? {
+        None => None,
+        Some(version) => Some(DefinitionHead {
+            version,
+            status: DefinitionStatus::parse(row.try_get(3)?)?,
+            created_at_ms: row.try_get(4)?,
+            updated_at_ms: row.try_get(5)?,
+        }),
+    };
+    Ok(DispatchLookup { replay, definition })
 }
 
 async fn insert_execution(
@@ -166,7 +191,7 @@ async fn insert_execution(
         "INSERT INTO executions (workspace_id, execution_id, definition_id, definition_version,
                                  status, correlation_id, idempotency_key, started_at_ms,
                                  updated_at_ms, next_seq, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json)",
         &[
             &workspace_id,
             &record.execution_id,
@@ -186,14 +211,14 @@ async fn insert_execution(
 }
 
 pub(super) async fn get_execution(
-    txn: &Transaction<'_>,
+    client: &Client,
     workspace_id: &str,
     execution_id: &str,
 ) -> StoreResult<Option<ExecutionRecord>> {
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM executions WHERE workspace_id = $1 AND execution_id = $2"
     );
-    let row = query_opt(txn, &sql, &[&workspace_id, &execution_id]).await?;
+    let row = read_opt(client, &sql, &[&workspace_id, &execution_id]).await?;
     row.as_ref().map(record_from_row).transpose()
 }
 
@@ -297,7 +322,7 @@ where
 
     execute(
         txn,
-        "UPDATE executions SET status = $3, updated_at_ms = $4, next_seq = $5, state = $6
+        "UPDATE executions SET status = $3, updated_at_ms = $4, next_seq = $5, state = $6::text::json
           WHERE workspace_id = $1 AND execution_id = $2",
         &[
             &workspace_id,
@@ -335,26 +360,7 @@ async fn apply_changes(
     changes: &ExecutionChanges,
 ) -> StoreResult<()> {
     let ids = (&owner.workspace_id, &owner.execution_id);
-    for event in &changes.events {
-        execute(
-            txn,
-            "INSERT INTO events (workspace_id, execution_id, seq, event_type, step_id,
-                                 timestamp_ms, correlation_id, data, external)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            &[
-                ids.0,
-                ids.1,
-                &event.seq,
-                &event.event_type,
-                &event.step_id,
-                &event.timestamp_ms,
-                &owner.correlation_id,
-                &event.data,
-                &event.external,
-            ],
-        )
-        .await?;
-    }
+    insert_events(txn, owner, &changes.events).await?;
     let deliveries = &changes.deliveries;
     deliveries::insert_deliveries(txn, ids.0, ids.1, deliveries, owner.updated_at_ms).await?;
 
@@ -385,6 +391,45 @@ async fn apply_changes(
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Appends `events` in one statement, whatever their number.
+async fn insert_events(
+    txn: &Transaction<'_>,
+    owner: &Owner<'_>,
+    events: &[NewEvent],
+) -> StoreResult<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let column = |get: fn(&NewEvent) -> i64| events.iter().map(get).collect::<Vec<_>>();
+    let (seqs, timestamps) = (column(|e| e.seq), column(|e| e.timestamp_ms));
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let steps: Vec<Option<&str>> = events.iter().map(|e| e.step_id.as_deref()).collect();
+    let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
+    let external: Vec<bool> = events.iter().map(|e| e.external).collect();
+    execute(
+        txn,
+        "INSERT INTO events (workspace_id, execution_id, seq, event_type, step_id,
+                             timestamp_ms, correlation_id, data, external)
+         SELECT $1, $2, e.seq, e.event_type, e.step_id, e.timestamp_ms, $3, e.data, e.external
+           FROM UNNEST($4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::json[],
+                       $9::boolean[])
+             AS e (seq, event_type, step_id, timestamp_ms, data, external)",
+        &[
+            &owner.workspace_id,
+            &owner.execution_id,
+            &owner.correlation_id,
+            &seqs,
+            &types,
+            &steps,
+            &timestamps,
+            &data,
+            &external,
+        ],
+    )
+    .await?;
     Ok(())
 }
 

@@ -18,14 +18,14 @@ use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
+    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{Connection, ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
 use deadpool_postgres::{
-    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+    Client, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use std::error::Error as _;
 use std::sync::Arc;
@@ -173,6 +173,13 @@ impl PgStore {
 }
 
 /// Runs a statement through the connection's statement cache.
+/// Runs one read statement on `client`, outside any transaction: a statement sees one
+/// snapshot on its own, and skipping BEGIN and COMMIT saves two round trips.
+async fn read_opt(client: &Client, sql: &str, params: Params<'_>) -> StoreResult<Option<Row>> {
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
 async fn execute(txn: &Transaction<'_>, sql: &str, params: Params<'_>) -> StoreResult<u64> {
     let statement = txn.prepare_cached(sql).await?;
     Ok(txn.execute(&statement, params).await?)
@@ -253,7 +260,8 @@ impl Store for PgStore {
         api_key: Option<&str>,
         auth_token: Option<&str>,
     ) -> StoreResult<AuthOutcome> {
-        in_transaction!(self, |txn| credentials::authenticate(&txn, api_key, auth_token))
+        let client = self.pool.get().await?;
+        credentials::authenticate(&client, api_key, auth_token).await
     }
 
     async fn add_connection(
@@ -402,18 +410,16 @@ impl Store for PgStore {
         ))
     }
 
-    async fn lookup_idempotency_key(
+    async fn dispatch_lookup(
         &self,
         workspace_id: &str,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
+        definition_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, String)>> {
-        in_transaction!(self, |txn| executions::lookup_idempotency_key(
-            &txn,
-            workspace_id,
-            idempotency_key,
-            now_ms
-        ))
+    ) -> StoreResult<DispatchLookup> {
+        let client = self.pool.get().await?;
+        executions::dispatch_lookup(&client, workspace_id, idempotency_key, definition_id, now_ms)
+            .await
     }
 
     async fn get_execution(
@@ -421,7 +427,8 @@ impl Store for PgStore {
         workspace_id: &str,
         execution_id: &str,
     ) -> StoreResult<Option<ExecutionRecord>> {
-        in_transaction!(self, |txn| executions::get_execution(&txn, workspace_id, execution_id))
+        let client = self.pool.get().await?;
+        executions::get_execution(&client, workspace_id, execution_id).await
     }
 
     async fn list_executions(

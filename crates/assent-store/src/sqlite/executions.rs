@@ -6,8 +6,9 @@ use super::deliveries;
 use crate::executions::{self, next_seq_after, ExecutionCursor};
 use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
-    ClaimedTimer, DefinitionStatus, DispatchOutcome, EventPage, EventRecord, ExecutionChanges,
-    ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, StoreError, StoreResult,
+    ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
+    EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    StoreError, StoreResult,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 use serde_json::Value;
@@ -59,7 +60,43 @@ pub(super) fn dispatch_execution(
     Ok(DispatchOutcome::Created)
 }
 
-pub(super) fn lookup_idempotency_key(
+/// The key's execution and the definition's head, in one statement.
+pub(super) fn dispatch_lookup(
+    conn: &Connection,
+    workspace_id: &str,
+    idempotency_key: Option<&str>,
+    definition_id: &str,
+    now_ms: i64,
+) -> StoreResult<DispatchLookup> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT k.execution_id, k.correlation_id,
+                d.version, d.status, d.created_at_ms, d.updated_at_ms
+           FROM (SELECT 1) AS one
+           LEFT JOIN idempotency_keys k
+             ON k.workspace_id = ?1 AND k.idempotency_key = ?2
+            AND (k.expires_at_ms IS NULL OR k.expires_at_ms > ?4)
+           LEFT JOIN definitions d
+             ON d.workspace_id = ?1 AND d.definition_id = ?3",
+    )?;
+    let row =
+        stmt.query_row(params![workspace_id, idempotency_key, definition_id, now_ms], |row| {
+            let replay = row.get::<_, Option<String>>(0)?.zip(row.get::<_, Option<String>>(1)?);
+            let head = row.get::<_, Option<i64>>(2)?.map(|version| -> rusqlite::Result<_> {
+                Ok((version, row.get::<_, String>(3)?, row.get(4)?, row.get(5)?))
+            });
+            Ok((replay, head.transpose()?))
+        })?;
+    let (replay, head) = row;
+    let definition = head
+        .map(|(version, status, created_at_ms, updated_at_ms)| {
+            let status = DefinitionStatus::parse(&status)?;
+            Ok::<_, StoreError>(DefinitionHead { version, status, created_at_ms, updated_at_ms })
+        })
+        .transpose()?;
+    Ok(DispatchLookup { replay, definition })
+}
+
+fn lookup_idempotency_key(
     conn: &Connection,
     workspace_id: &str,
     idempotency_key: &str,
@@ -119,7 +156,7 @@ fn insert_execution(
         record.started_at_ms,
         record.updated_at_ms,
         next_seq_after(1, &changes.events),
-        record.state.to_string(),
+        record.state,
     ])?;
     Ok(())
 }
@@ -250,7 +287,7 @@ where
         record.status.as_str(),
         record.updated_at_ms,
         next_seq_after(stored_next_seq, &changes.events),
-        record.state.to_string(),
+        record.state,
     ])?;
     let owner = Owner {
         workspace_id,
@@ -367,7 +404,6 @@ pub(super) fn next_timer_due_ms(conn: &Connection) -> StoreResult<Option<i64>> {
 /// A record from a row of [`RECORD_COLUMNS`].
 fn record_from_row(row: &Row<'_>) -> StoreResult<ExecutionRecord> {
     let status: String = row.get(4)?;
-    let state: String = row.get(10)?;
     Ok(ExecutionRecord {
         workspace_id: row.get(0)?,
         execution_id: row.get(1)?,
@@ -379,7 +415,7 @@ fn record_from_row(row: &Row<'_>) -> StoreResult<ExecutionRecord> {
         started_at_ms: row.get(7)?,
         updated_at_ms: row.get(8)?,
         next_seq: row.get(9)?,
-        state: json_from_text(&state)?,
+        state: row.get(10)?,
     })
 }
 

@@ -18,8 +18,8 @@ use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchOutcome, DueSchedule, EventPage,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
+    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
     NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{ConnectionRecord, NewConnection};
@@ -34,6 +34,10 @@ use writer::Writer;
 
 /// Read-only connections kept open for reads.
 const READERS_MAX: usize = 4;
+
+/// Prepared statements each connection keeps: more than the store has distinct statements,
+/// so that none is parsed twice.
+const STATEMENTS_CACHED: usize = 256;
 
 /// How long a connection waits for a lock held by another connection or process.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -65,9 +69,10 @@ pub struct SqliteStore {
 }
 
 struct Readers {
+    path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     /// One permit per idle connection.
-    permits: Arc<Semaphore>,
+    permits: Semaphore,
 }
 
 impl Drop for Readers {
@@ -97,30 +102,35 @@ impl SqliteStore {
     }
 
     /// Runs `read` on a reader connection, inside one read transaction so that it sees a
-    /// single snapshot.
+    /// single snapshot. The read runs on the calling task's thread: the reads are short
+    /// (point lookups and bounded pages over indexes), and handing each to another thread
+    /// cost more in wake-ups than the read itself.
     async fn read<T, F>(&self, read: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let permits = self.readers.permits.clone();
-        let permit = permits.acquire_owned().await;
-        let permit = permit.map_err(|e| StoreError::Database(e.to_string()))?;
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let conn = conn.ok_or_else(|| StoreError::Database("no idle reader".into()))?;
-            let result = conn.unchecked_transaction().map_err(StoreError::from).and_then(|txn| {
-                let result = read(&txn);
-                drop(txn);
-                result
-            });
-            readers.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
-            drop(permit);
+        let permit = match self.readers.permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let permit = self.readers.permits.acquire().await;
+                permit.map_err(|e| StoreError::Database(e.to_string()))?
+            }
+        };
+        let idle = self.readers.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // A read that panicked took its connection with it: open another in its place.
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_reader(&self.readers.path)?,
+        };
+        let result = conn.unchecked_transaction().map_err(StoreError::from).and_then(|txn| {
+            let result = read(&txn);
+            drop(txn);
             result
-        })
-        .await
-        .map_err(|e| StoreError::Database(format!("SQLite read task: {e}")))?
+        });
+        self.readers.idle.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        drop(permit);
+        result
     }
 }
 
@@ -132,16 +142,23 @@ fn open_blocking(path: PathBuf) -> StoreResult<SqliteStore> {
 
     let mut conn = Connection::open(&path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
     use_wal(&conn)?;
     // A commit is on disk before its write is answered.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Each write runs in a savepoint; its journal stays in memory instead of a temporary
+    // file opened and unlinked for every group commit.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     migrate(&mut conn).map_err(during("migrating"))?;
 
     let idle = (0..READERS_MAX).map(|_| open_reader(&path)).collect::<StoreResult<Vec<_>>>();
     let idle = idle.map_err(during("opening readers"))?;
-    let readers =
-        Readers { idle: Mutex::new(idle), permits: Arc::new(Semaphore::new(READERS_MAX)) };
+    let readers = Readers {
+        path: path.clone(),
+        idle: Mutex::new(idle),
+        permits: Semaphore::new(READERS_MAX),
+    };
     let writer = Writer::start(conn)?;
     tracing::info!(path = %path.display(), "SQLite store open");
     Ok(SqliteStore { writer, readers: Arc::new(readers) })
@@ -181,6 +198,7 @@ fn open_reader(path: &Path) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENTS_CACHED);
     Ok(conn)
 }
 
@@ -436,15 +454,19 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn lookup_idempotency_key(
+    async fn dispatch_lookup(
         &self,
         workspace_id: &str,
-        idempotency_key: &str,
+        idempotency_key: Option<&str>,
+        definition_id: &str,
         now_ms: i64,
-    ) -> StoreResult<Option<(String, String)>> {
-        let (workspace_id, key) = (workspace_id.to_owned(), idempotency_key.to_owned());
-        self.read(move |conn| executions::lookup_idempotency_key(conn, &workspace_id, &key, now_ms))
-            .await
+    ) -> StoreResult<DispatchLookup> {
+        let (workspace_id, definition_id) = (workspace_id.to_owned(), definition_id.to_owned());
+        let key = idempotency_key.map(str::to_owned);
+        self.read(move |conn| {
+            executions::dispatch_lookup(conn, &workspace_id, key.as_deref(), &definition_id, now_ms)
+        })
+        .await
     }
 
     async fn get_execution(

@@ -6,7 +6,7 @@ use assent_core::compile::Compiled;
 use assent_core::model::DefinitionSpec;
 use assent_core::schema::definition::Mode;
 use assent_core::validate::validate_definition;
-use assent_store::DefinitionRecord;
+use assent_store::{DefinitionHead, DefinitionRecord};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +23,16 @@ pub struct Runnable {
 /// A version's identity: a re-created definition starts at version 1 again, so the
 /// timestamps tell lineages apart.
 type VersionKey = (String, String, i64, i64, i64);
+
+fn version_key(
+    workspace_id: &str,
+    definition_id: &str,
+    version: i64,
+    created_at_ms: i64,
+    updated_at_ms: i64,
+) -> VersionKey {
+    (workspace_id.to_owned(), definition_id.to_owned(), version, created_at_ms, updated_at_ms)
+}
 
 /// An execution, by workspace and id.
 pub type ExecutionKey = (String, String);
@@ -44,9 +54,9 @@ impl DefinitionCache {
         record: &DefinitionRecord,
         policy: &AddressPolicy,
     ) -> Result<Arc<Runnable>, RunError> {
-        let key = (
-            workspace_id.to_owned(),
-            record.definition_id.clone(),
+        let key = version_key(
+            workspace_id,
+            &record.definition_id,
             record.version,
             record.created_at_ms,
             record.updated_at_ms,
@@ -64,6 +74,23 @@ impl DefinitionCache {
         });
         self.compiled.insert(key, runnable.clone());
         Ok(runnable)
+    }
+
+    /// The compiled form of the version `head` names, if this process has compiled it.
+    pub fn cached(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        head: &DefinitionHead,
+    ) -> Option<Arc<Runnable>> {
+        let key = version_key(
+            workspace_id,
+            definition_id,
+            head.version,
+            head.created_at_ms,
+            head.updated_at_ms,
+        );
+        self.compiled.get(&key)
     }
 
     /// The definition an execution was seen to run, if it was seen.

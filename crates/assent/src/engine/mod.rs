@@ -29,8 +29,8 @@ use assent_core::ids;
 use assent_core::model::{DefinitionSpec, NodeConfig, WebhookAuthMode, WebhookMode};
 use assent_core::schema::executions::DispatchRequest;
 use assent_store::{
-    AnyStore, DefinitionStatus, DispatchOutcome, ExecutionChanges, ExecutionRecord, ExecutionWrite,
-    NewEvent, Store, StoreError, TimerSet,
+    AnyStore, DefinitionHead, DefinitionStatus, DispatchOutcome, ExecutionChanges, ExecutionRecord,
+    ExecutionWrite, NewEvent, Store, StoreError, TimerSet,
 };
 use definitions::{DefinitionCache, Runnable};
 use serde_json::{json, Value};
@@ -130,14 +130,14 @@ impl Engine {
         key_expires_at_ms: Option<i64>,
     ) -> Result<Dispatched, RunError> {
         let now_ms = self.clock.now_ms();
-        if let Some(key) = &req.idempotency_key {
-            if let Some(original) =
-                self.store.lookup_idempotency_key(workspace_id, key, now_ms).await?
-            {
-                return Ok(replayed(original));
-            }
+        let key = req.idempotency_key.as_deref();
+        let lookup =
+            self.store.dispatch_lookup(workspace_id, key, &req.definition_id, now_ms).await?;
+        if let Some(original) = lookup.replay {
+            return Ok(replayed(original));
         }
-        let runnable = self.active_definition(workspace_id, &req.definition_id).await?;
+        let runnable =
+            self.active_definition(workspace_id, &req.definition_id, lookup.definition).await?;
         check_webhook_secrets(&runnable, req.webhook.is_some())?;
         let definition_id = req.definition_id.clone();
         let params = dispatch_params(req, runnable.version, now_ms);
@@ -203,16 +203,43 @@ impl Engine {
         Ok(result)
     }
 
-    async fn active_definition(
+    /// The active definition with this id, to dispatch.
+    async fn current_definition(
         &self,
         workspace_id: &str,
         definition_id: &str,
     ) -> Result<Arc<Runnable>, RunError> {
+        let now_ms = self.clock.now_ms();
+        let lookup = self.store.dispatch_lookup(workspace_id, None, definition_id, now_ms).await?;
+        self.active_definition(workspace_id, definition_id, lookup.definition).await
+    }
+
+    /// The definition to dispatch, given its `head` as read: compiled already unless this
+    /// process has not run that version yet.
+    async fn active_definition(
+        &self,
+        workspace_id: &str,
+        definition_id: &str,
+        head: Option<DefinitionHead>,
+    ) -> Result<Arc<Runnable>, RunError> {
+        match head {
+            None => return Err(definition_not_found(definition_id)),
+            Some(head) if head.status == DefinitionStatus::Tombstoned => {
+                return Err(tombstoned(definition_id))
+            }
+            Some(head) => {
+                if let Some(runnable) = self.definitions.cached(workspace_id, definition_id, &head)
+                {
+                    return Ok(runnable);
+                }
+            }
+        }
+        // Read in full; a write since the head was read may have changed or removed it.
         let Some(record) = self.store.get_definition(workspace_id, definition_id).await? else {
             let status = self.store.definition_status(workspace_id, definition_id).await?;
             return Err(match status {
                 Some(DefinitionStatus::Tombstoned) => tombstoned(definition_id),
-                _ => RunError::NotFound(format!("Definition {definition_id} not found")),
+                _ => definition_not_found(definition_id),
             });
         };
         self.definitions.runnable(workspace_id, &record, &self.policy)
@@ -310,12 +337,16 @@ fn apply_to_record(
     }
     record.status = state.status;
     record.updated_at_ms = now_ms;
-    record.state = serde_json::to_value(&state).map_err(|e| RunError::Internal(e.to_string()))?;
+    record.state = serde_json::to_string(&state).map_err(|e| RunError::Internal(e.to_string()))?;
     Ok((changes, effects.result))
 }
 
+fn definition_not_found(definition_id: &str) -> RunError {
+    RunError::NotFound(format!("Definition {definition_id} not found"))
+}
+
 fn state_of(record: &ExecutionRecord) -> Result<ExecutionState, RunError> {
-    serde_json::from_value(record.state.clone()).map_err(|e| {
+    serde_json::from_str(&record.state).map_err(|e| {
         RunError::Internal(format!("execution {} state unreadable: {e}", record.execution_id))
     })
 }
@@ -336,7 +367,7 @@ fn new_record(
         started_at_ms: now_ms,
         updated_at_ms: now_ms,
         next_seq: state.next_seq as i64,
-        state: serde_json::to_value(state).map_err(|e| RunError::Internal(e.to_string()))?,
+        state: serde_json::to_string(state).map_err(|e| RunError::Internal(e.to_string()))?,
     })
 }
 

@@ -68,7 +68,7 @@ impl Engine {
 
     /// Starts the run of one claimed instant, or finds the one already started.
     async fn dispatch_scheduled(&self, due: &DueSchedule) -> Result<Dispatched, RunError> {
-        let runnable = self.active_definition(&due.workspace_id, &due.definition_id).await?;
+        let runnable = self.current_definition(&due.workspace_id, &due.definition_id).await?;
         let key = ids::schedule_key(&due.definition_id, &due.trigger_id, due.scheduled_at_ms);
         let schedule = json!({
             "triggerId": due.trigger_id,

@@ -65,8 +65,7 @@ pub async fn list(
 }
 
 fn list_item(record: &ExecutionRecord) -> Result<Value, ApiError> {
-    let state: ExecutionState =
-        serde_json::from_value(record.state.clone()).map_err(ApiError::internal)?;
+    let state: ExecutionState = serde_json::from_str(&record.state).map_err(ApiError::internal)?;
     Ok(execution_view(&state, false))
 }
 
