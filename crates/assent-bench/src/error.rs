@@ -7,8 +7,8 @@ pub enum BenchError {
     Server(String),
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
-    #[error("{path}: request failed: {source}")]
-    Http { path: String, source: reqwest::Error },
+    #[error("{path}: request failed: {detail}")]
+    Http { path: String, detail: String },
     #[error("{path}: HTTP {status}: {body}")]
     Answer { path: String, status: u16, body: String },
     #[error("invariant violated: {0}")]
