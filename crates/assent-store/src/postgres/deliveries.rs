@@ -14,7 +14,7 @@
 //! redelivery locks the execution's pending deliveries first, so it reads the lease of one
 //! in flight after the claim that took it has committed.
 
-use super::{execute, query, query_opt};
+use super::{execute, query, query_opt, read_opt};
 use crate::deliveries::{
     delivery_cursor_after, distinct, parse_delivery_status, stored_count, stored_http_status,
     DeliveryQuery,
@@ -24,7 +24,7 @@ use crate::{
     AfterAttempt, ClaimedDelivery, DeliveryAttempt, DeliveryPage, DeliveryRecord, DeliveryStatus,
     NewDelivery, StoreError, StoreResult,
 };
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Client, Transaction};
 use std::collections::HashMap;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -206,9 +206,9 @@ pub(super) async fn finish_delivery_attempt(
 
 /// The earliest time a head becomes claimable. Deliveries waiting behind a head are left
 /// out: their own due time has usually passed, and a wake-up for them would find nothing.
-pub(super) async fn next_delivery_due_ms(txn: &Transaction<'_>) -> StoreResult<Option<i64>> {
-    let row = query_opt(
-        txn,
+pub(super) async fn next_delivery_due_ms(client: &Client) -> StoreResult<Option<i64>> {
+    let row = read_opt(
+        client,
         "SELECT GREATEST(d.next_attempt_at_ms, d.lease_until_ms) FROM deliveries d
           WHERE d.status = 'pending' AND NOT d.queued
             AND NOT EXISTS (

@@ -15,7 +15,7 @@ use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
     EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewEvent, StoreError, StoreResult,
+    NewEvent, StoreError, StoreResult, TimerSet,
 };
 use deadpool_postgres::{Client, Transaction};
 use serde_json::Value;
@@ -62,14 +62,18 @@ pub(super) async fn dispatch_execution(
         definition_active(definition_row)?;
     }
 
-    insert_execution(txn, workspace_id, record, &write.changes).await?;
     let owner = Owner {
         workspace_id,
         execution_id: &record.execution_id,
         correlation_id: &record.correlation_id,
         updated_at_ms: record.updated_at_ms,
     };
-    apply_changes(txn, &owner, &write.changes).await?;
+    // Prepared first so that the execution reaches the server before what refers to it.
+    txn.prepare_cached(INSERT_EXECUTION).await?;
+    tokio::try_join!(
+        insert_execution(txn, workspace_id, record, &write.changes),
+        apply_changes(txn, &owner, &write.changes),
+    )?;
     Ok(DispatchOutcome::Created)
 }
 
@@ -180,6 +184,11 @@ pub(super) async fn dispatch_lookup(
     Ok(DispatchLookup { replay, definition })
 }
 
+const INSERT_EXECUTION: &str = "INSERT INTO executions (
+     workspace_id, execution_id, definition_id, definition_version, status, correlation_id,
+     idempotency_key, started_at_ms, updated_at_ms, next_seq, state)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json)";
+
 async fn insert_execution(
     txn: &Transaction<'_>,
     workspace_id: &str,
@@ -188,10 +197,7 @@ async fn insert_execution(
 ) -> StoreResult<()> {
     execute(
         txn,
-        "INSERT INTO executions (workspace_id, execution_id, definition_id, definition_version,
-                                 status, correlation_id, idempotency_key, started_at_ms,
-                                 updated_at_ms, next_seq, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::text::json)",
+        INSERT_EXECUTION,
         &[
             &workspace_id,
             &record.execution_id,
@@ -320,29 +326,28 @@ where
         Err(refused) => return Ok(Err(refused)),
     };
 
-    execute(
-        txn,
-        "UPDATE executions SET status = $3, updated_at_ms = $4, next_seq = $5, state = $6::text::json
-          WHERE workspace_id = $1 AND execution_id = $2",
-        &[
-            &workspace_id,
-            &execution_id,
-            &record.status.as_str(),
-            &record.updated_at_ms,
-            &next_seq_after(stored_next_seq, &changes.events),
-            &record.state,
-        ],
-    )
-    .await?;
     let owner = Owner {
         workspace_id,
         execution_id,
         correlation_id: &correlation_id,
         updated_at_ms: record.updated_at_ms,
     };
-    apply_changes(txn, &owner, &changes).await?;
+    let (status, next_seq) =
+        (record.status.as_str(), next_seq_after(stored_next_seq, &changes.events));
+    let update: [&(dyn ToSql + Sync); 6] =
+        [&workspace_id, &execution_id, &status, &record.updated_at_ms, &next_seq, &record.state];
+    // Prepared first so that the update reaches the server before the changes.
+    txn.prepare_cached(UPDATE_EXECUTION).await?;
+    tokio::try_join!(
+        execute(txn, UPDATE_EXECUTION, &update),
+        apply_changes(txn, &owner, &changes)
+    )?;
     Ok(Ok(answer))
 }
+
+const UPDATE_EXECUTION: &str = "UPDATE executions
+    SET status = $3, updated_at_ms = $4, next_seq = $5, state = $6::text::json
+  WHERE workspace_id = $1 AND execution_id = $2";
 
 /// The execution that events, timers and deliveries belong to.
 struct Owner<'a> {
@@ -353,44 +358,88 @@ struct Owner<'a> {
     updated_at_ms: i64,
 }
 
-/// Appends the events and their deliveries, and clears, then sets, the timers.
+/// Appends the events and their deliveries, and clears, then sets, the timers: each part
+/// one statement (two for deliveries), all sent before any answer is awaited.
 async fn apply_changes(
     txn: &Transaction<'_>,
     owner: &Owner<'_>,
     changes: &ExecutionChanges,
 ) -> StoreResult<()> {
-    let ids = (&owner.workspace_id, &owner.execution_id);
-    insert_events(txn, owner, &changes.events).await?;
+    // Pipelined statements reach the server in the order they are first polled only if
+    // none waits to be prepared first; clearing must come before setting.
+    for sql in [CLEAR_TIMERS, SET_TIMERS] {
+        txn.prepare_cached(sql).await?;
+    }
+    let (workspace_id, execution_id) = (owner.workspace_id, owner.execution_id);
     let deliveries = &changes.deliveries;
-    deliveries::insert_deliveries(txn, ids.0, ids.1, deliveries, owner.updated_at_ms).await?;
+    tokio::try_join!(
+        insert_events(txn, owner, &changes.events),
+        deliveries::insert_deliveries(
+            txn,
+            workspace_id,
+            execution_id,
+            deliveries,
+            owner.updated_at_ms
+        ),
+        clear_timers(txn, owner, &changes.timers_cleared),
+        set_timers(txn, owner, &changes.timers_set),
+    )?;
+    Ok(())
+}
 
-    for timer_key in &changes.timers_cleared {
-        execute(
-            txn,
-            "DELETE FROM timers
-              WHERE workspace_id = $1 AND execution_id = $2 AND timer_key = $3",
-            &[ids.0, ids.1, timer_key],
-        )
-        .await?;
+const CLEAR_TIMERS: &str = "DELETE FROM timers
+  WHERE workspace_id = $1 AND execution_id = $2 AND timer_key = ANY($3::text[])";
+
+/// Upserts the timers, and notifies every listening process on commit so that their timer
+/// loops wake.
+const SET_TIMERS: &str = "WITH upserted AS (
+     INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms, claimable_at_ms,
+                         payload)
+     SELECT $1, $2, t.timer_key, t.due_at_ms, t.due_at_ms, t.payload
+       FROM UNNEST($3::text[], $4::bigint[], $5::json[]) AS t (timer_key, due_at_ms, payload)
+     ON CONFLICT (workspace_id, execution_id, timer_key) DO UPDATE
+        SET due_at_ms = excluded.due_at_ms,
+            claimable_at_ms = excluded.claimable_at_ms,
+            payload = excluded.payload
+     RETURNING 1)
+ SELECT pg_notify($6, '') FROM (SELECT 1) AS one WHERE EXISTS (SELECT 1 FROM upserted)";
+
+async fn clear_timers(
+    txn: &Transaction<'_>,
+    owner: &Owner<'_>,
+    keys: &[String],
+) -> StoreResult<()> {
+    if !keys.is_empty() {
+        execute(txn, CLEAR_TIMERS, &[&owner.workspace_id, &owner.execution_id, &keys]).await?;
     }
-    if !changes.timers_set.is_empty() {
-        // Delivered on commit to every process listening, so their timer loops wake.
-        execute(txn, "SELECT pg_notify($1, '')", &[&super::TIMERS_CHANNEL]).await?;
+    Ok(())
+}
+
+async fn set_timers(
+    txn: &Transaction<'_>,
+    owner: &Owner<'_>,
+    timers: &[TimerSet],
+) -> StoreResult<()> {
+    // One statement may not upsert a row twice: the last setting of a key wins, as it
+    // would one statement at a time.
+    let mut last_of_key: Vec<&TimerSet> = Vec::with_capacity(timers.len());
+    for timer in timers.iter().rev() {
+        if !last_of_key.iter().any(|kept| kept.timer_key == timer.timer_key) {
+            last_of_key.push(timer);
+        }
     }
-    for timer in &changes.timers_set {
-        execute(
-            txn,
-            "INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms,
-                                 claimable_at_ms, payload)
-             VALUES ($1, $2, $3, $4, $4, $5)
-             ON CONFLICT (workspace_id, execution_id, timer_key) DO UPDATE
-                SET due_at_ms = excluded.due_at_ms,
-                    claimable_at_ms = excluded.claimable_at_ms,
-                    payload = excluded.payload",
-            &[ids.0, ids.1, &timer.timer_key, &timer.due_at_ms, &timer.payload],
-        )
-        .await?;
+    if last_of_key.is_empty() {
+        return Ok(());
     }
+    let keys: Vec<&str> = last_of_key.iter().map(|t| t.timer_key.as_str()).collect();
+    let due: Vec<i64> = last_of_key.iter().map(|t| t.due_at_ms).collect();
+    let payloads: Vec<&Value> = last_of_key.iter().map(|t| &t.payload).collect();
+    query(
+        txn,
+        SET_TIMERS,
+        &[&owner.workspace_id, &owner.execution_id, &keys, &due, &payloads, &super::TIMERS_CHANNEL],
+    )
+    .await?;
     Ok(())
 }
 
@@ -475,8 +524,8 @@ pub(super) async fn claim_due_timers(
     Ok(claimed)
 }
 
-pub(super) async fn next_timer_due_ms(txn: &Transaction<'_>) -> StoreResult<Option<i64>> {
-    let row = query_opt(txn, "SELECT MIN(claimable_at_ms) FROM timers", &[]).await?;
+pub(super) async fn next_timer_due_ms(client: &Client) -> StoreResult<Option<i64>> {
+    let row = read_opt(client, "SELECT MIN(claimable_at_ms) FROM timers", &[]).await?;
     Ok(row.map(|row| row.try_get(0)).transpose()?.flatten())
 }
 

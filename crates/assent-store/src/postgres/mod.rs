@@ -498,7 +498,7 @@ impl Store for PgStore {
     }
 
     async fn next_timer_due_ms(&self) -> StoreResult<Option<i64>> {
-        in_transaction!(self, |txn| executions::next_timer_due_ms(&txn))
+        executions::next_timer_due_ms(&self.pool.get().await?).await
     }
 
     async fn claim_due_deliveries(
@@ -523,7 +523,7 @@ impl Store for PgStore {
     }
 
     async fn next_delivery_due_ms(&self) -> StoreResult<Option<i64>> {
-        in_transaction!(self, |txn| deliveries::next_delivery_due_ms(&txn))
+        deliveries::next_delivery_due_ms(&self.pool.get().await?).await
     }
 
     async fn list_deliveries(

@@ -105,7 +105,13 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 pub async fn run_deliveries(engine: Arc<Engine>) {
     let sending = Arc::new(Semaphore::new(SENDING_MAX));
     loop {
+        // A claim is a write; look with a read first whether anything is due.
+        let next_due_ms = engine.store.next_delivery_due_ms().await.unwrap_or(None);
         let now_ms = engine.clock.now_ms();
+        if next_due_ms.is_none_or(|due_ms| due_ms > now_ms) {
+            wait_until_due(&engine, next_due_ms, &engine.deliveries_wake).await;
+            continue;
+        }
         let claimed = match engine.store.claim_due_deliveries(now_ms, LEASE_MS, CLAIM_BATCH).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -114,7 +120,6 @@ pub async fn run_deliveries(engine: Arc<Engine>) {
                 continue;
             }
         };
-        let batch_was_full = claimed.len() == CLAIM_BATCH as usize;
         for delivery in claimed {
             let Ok(permit) = sending.clone().acquire_owned().await else { return };
             let engine = engine.clone();
@@ -123,15 +128,7 @@ pub async fn run_deliveries(engine: Arc<Engine>) {
                 drop(permit);
             });
         }
-        if !batch_was_full {
-            wait_for_next(&engine).await;
-        }
     }
-}
-
-async fn wait_for_next(engine: &Engine) {
-    let next_due_ms = engine.store.next_delivery_due_ms().await.unwrap_or(None);
-    wait_until_due(engine, next_due_ms, &engine.deliveries_wake).await;
 }
 
 /// One attempt of a claimed delivery, recorded with where the delivery goes next.

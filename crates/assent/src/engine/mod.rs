@@ -112,6 +112,16 @@ impl Engine {
         self.deliveries_wake.notify_one();
     }
 
+    /// Wakes only the loops a write gave work to.
+    fn wake_for(&self, wakes: Wakes) {
+        if wakes.timers {
+            self.wake.notify_one();
+        }
+        if wakes.deliveries {
+            self.deliveries_wake.notify_one();
+        }
+    }
+
     /// Starts an execution, or answers a replay of an idempotency key with the original.
     pub async fn dispatch(
         &self,
@@ -151,13 +161,14 @@ impl Engine {
         .map_err(RunError::Command)?;
         let record = new_record(workspace_id, &state, now_ms)?;
         let changes = changes_from(&effects, &runnable.spec, &state, now_ms);
+        let wakes = Wakes::for_changes(&changes);
         let write = ExecutionWrite { record, changes };
         let outcome = self.store.dispatch_execution(workspace_id, write, key_expires_at_ms).await;
         match outcome.map_err(|e| definition_error(e, &definition_id))? {
             DispatchOutcome::Created => {
                 let key = (workspace_id.to_owned(), state.execution_id.clone());
                 self.definitions.remember_pinned(key, runnable);
-                self.wake();
+                self.wake_for(wakes);
                 Ok(Dispatched {
                     execution_id: state.execution_id,
                     correlation_id: state.correlation_id,
@@ -195,11 +206,12 @@ impl Engine {
             .store
             .update_execution(workspace_id, execution_id, move |record| {
                 let (changes, result) = apply_to_record(&runnable, record, command, now_ms, None)?;
-                Ok::<_, RunError>((changes, result))
+                let wakes = Wakes::for_changes(&changes);
+                Ok::<_, RunError>((changes, (result, wakes)))
             })
             .await;
-        let result = flatten(outcome, execution_id)?;
-        self.wake();
+        let (result, wakes) = flatten(outcome, execution_id)?;
+        self.wake_for(wakes);
         Ok(result)
     }
 
@@ -270,6 +282,19 @@ impl Engine {
         let runnable = self.definitions.runnable(workspace_id, &version, &self.policy)?;
         self.definitions.remember_pinned(key, runnable.clone());
         Ok(runnable)
+    }
+}
+
+/// Which loops a write gave work to.
+#[derive(Clone, Copy)]
+struct Wakes {
+    timers: bool,
+    deliveries: bool,
+}
+
+impl Wakes {
+    fn for_changes(changes: &ExecutionChanges) -> Wakes {
+        Wakes { timers: !changes.timers_set.is_empty(), deliveries: !changes.deliveries.is_empty() }
     }
 }
 
@@ -431,10 +456,10 @@ fn check_webhook_secrets(runnable: &Runnable, dispatch_has_secret: bool) -> Resu
     Ok(())
 }
 
-fn flatten(
-    outcome: Result<Result<Value, RunError>, StoreError>,
+fn flatten<T>(
+    outcome: Result<Result<T, RunError>, StoreError>,
     execution_id: &str,
-) -> Result<Value, RunError> {
+) -> Result<T, RunError> {
     match outcome {
         Ok(result) => result,
         Err(StoreError::NotFound) => Err(execution_not_found(execution_id)),

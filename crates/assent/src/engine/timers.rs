@@ -4,7 +4,7 @@
 
 use super::definitions::Runnable;
 use super::work::{self, WORK_TIMER_PREFIX};
-use super::{apply_to_record, flatten, wait_until_due, Engine, RunError};
+use super::{apply_to_record, flatten, wait_until_due, Engine, RunError, Wakes};
 use assent_core::engine::{Command, TimerKind, WorkItem};
 use assent_store::{ClaimedTimer, ExecutionChanges, Store};
 use serde_json::Value;
@@ -29,7 +29,13 @@ pub async fn run_timers(engine: Arc<Engine>) {
     let _watcher = AbortOnDrop(tokio::spawn(async move { store.watch_timers(wake).await }));
     let handling = Arc::new(Semaphore::new(HANDLING_MAX));
     loop {
+        // A claim is a write; look with a read first whether anything is due.
+        let next_due_ms = engine.store.next_timer_due_ms().await.unwrap_or(None);
         let now_ms = engine.clock.now_ms();
+        if next_due_ms.is_none_or(|due_ms| due_ms > now_ms) {
+            wait_until_due(&engine, next_due_ms, &engine.wake).await;
+            continue;
+        }
         let claimed = match engine.store.claim_due_timers(now_ms, LEASE_MS, CLAIM_BATCH).await {
             Ok(claimed) => claimed,
             Err(e) => {
@@ -38,7 +44,6 @@ pub async fn run_timers(engine: Arc<Engine>) {
                 continue;
             }
         };
-        let batch_was_full = claimed.len() == CLAIM_BATCH as usize;
         for timer in claimed {
             let Ok(permit) = handling.clone().acquire_owned().await else { return };
             let engine = engine.clone();
@@ -46,9 +51,6 @@ pub async fn run_timers(engine: Arc<Engine>) {
                 handle(&engine, timer).await;
                 drop(permit);
             });
-        }
-        if !batch_was_full {
-            wait_for_next(&engine).await;
         }
     }
 }
@@ -60,11 +62,6 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-async fn wait_for_next(engine: &Engine) {
-    let next_due_ms = engine.store.next_timer_due_ms().await.unwrap_or(None);
-    wait_until_due(engine, next_due_ms, &engine.wake).await;
 }
 
 async fn handle(engine: &Engine, timer: ClaimedTimer) {
@@ -115,11 +112,14 @@ async fn apply_timer(
     let outcome = engine
         .store
         .update_execution(ws, execution_id, move |record| {
-            apply_to_record(&runnable, record, command, now_ms, Some(&key))
+            let (changes, result) =
+                apply_to_record(&runnable, record, command, now_ms, Some(&key))?;
+            let wakes = Wakes::for_changes(&changes);
+            Ok::<_, RunError>((changes, (result, wakes)))
         })
         .await;
-    flatten(outcome, execution_id)?;
-    engine.wake();
+    let (_, wakes) = flatten(outcome, execution_id)?;
+    engine.wake_for(wakes);
     Ok(())
 }
 
