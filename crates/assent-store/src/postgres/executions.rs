@@ -308,7 +308,7 @@ pub(super) async fn update_execution<T, E, F>(
     workspace_id: &str,
     execution_id: &str,
     command: F,
-) -> StoreResult<Result<T, E>>
+) -> StoreResult<(Result<T, E>, bool)>
 where
     F: FnOnce(&mut ExecutionRecord) -> Result<(ExecutionChanges, T), E>,
 {
@@ -323,7 +323,7 @@ where
     let correlation_id = record.correlation_id.clone();
     let (changes, answer) = match command(&mut record) {
         Ok(done) => done,
-        Err(refused) => return Ok(Err(refused)),
+        Err(refused) => return Ok((Err(refused), false)),
     };
 
     let owner = Owner {
@@ -342,7 +342,7 @@ where
         execute(txn, UPDATE_EXECUTION, &update),
         apply_changes(txn, &owner, &changes)
     )?;
-    Ok(Ok(answer))
+    Ok((Ok(answer), !changes.timers_set.is_empty()))
 }
 
 const UPDATE_EXECUTION: &str = "UPDATE executions
@@ -390,19 +390,15 @@ async fn apply_changes(
 const CLEAR_TIMERS: &str = "DELETE FROM timers
   WHERE workspace_id = $1 AND execution_id = $2 AND timer_key = ANY($3::text[])";
 
-/// Upserts the timers, and notifies every listening process on commit so that their timer
-/// loops wake.
-const SET_TIMERS: &str = "WITH upserted AS (
-     INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms, claimable_at_ms,
-                         payload)
-     SELECT $1, $2, t.timer_key, t.due_at_ms, t.due_at_ms, t.payload
-       FROM UNNEST($3::text[], $4::bigint[], $5::json[]) AS t (timer_key, due_at_ms, payload)
-     ON CONFLICT (workspace_id, execution_id, timer_key) DO UPDATE
-        SET due_at_ms = excluded.due_at_ms,
-            claimable_at_ms = excluded.claimable_at_ms,
-            payload = excluded.payload
-     RETURNING 1)
- SELECT pg_notify($6, '') FROM (SELECT 1) AS one WHERE EXISTS (SELECT 1 FROM upserted)";
+/// Upserts the timers. Other processes are told after the commit (see `TimerNotifier`).
+const SET_TIMERS: &str = "INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms,
+                             claimable_at_ms, payload)
+ SELECT $1, $2, t.timer_key, t.due_at_ms, t.due_at_ms, t.payload
+   FROM UNNEST($3::text[], $4::bigint[], $5::json[]) AS t (timer_key, due_at_ms, payload)
+ ON CONFLICT (workspace_id, execution_id, timer_key) DO UPDATE
+    SET due_at_ms = excluded.due_at_ms,
+        claimable_at_ms = excluded.claimable_at_ms,
+        payload = excluded.payload";
 
 async fn clear_timers(
     txn: &Transaction<'_>,
@@ -434,12 +430,8 @@ async fn set_timers(
     let keys: Vec<&str> = last_of_key.iter().map(|t| t.timer_key.as_str()).collect();
     let due: Vec<i64> = last_of_key.iter().map(|t| t.due_at_ms).collect();
     let payloads: Vec<&Value> = last_of_key.iter().map(|t| &t.payload).collect();
-    query(
-        txn,
-        SET_TIMERS,
-        &[&owner.workspace_id, &owner.execution_id, &keys, &due, &payloads, &super::TIMERS_CHANNEL],
-    )
-    .await?;
+    execute(txn, SET_TIMERS, &[&owner.workspace_id, &owner.execution_id, &keys, &due, &payloads])
+        .await?;
     Ok(())
 }
 

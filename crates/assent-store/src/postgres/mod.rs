@@ -69,7 +69,48 @@ pub struct PgStore {
     pool: Pool,
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
+    timers_set: TimerNotifier,
 }
+
+/// Tells every listening process, after a commit that set timers, to look at the timers.
+/// The NOTIFY is sent on its own, after the commit, and never from inside the writing
+/// transaction: PostgreSQL makes the commits of notifying transactions take turns, fsync
+/// included, which took group commit away from every dispatch that set a timer.
+/// Requests made while one is waiting to be sent share it.
+#[derive(Clone)]
+struct TimerNotifier {
+    requests: tokio::sync::mpsc::Sender<()>,
+}
+
+impl TimerNotifier {
+    /// Starts the task that sends the notifications; it ends with the last store handle.
+    fn start(pool: Pool) -> TimerNotifier {
+        let (requests, mut pending) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while pending.recv().await.is_some() {
+                if let Err(e) = notify_timers_set(&pool).await {
+                    tracing::warn!(error = %e, "could not tell other processes about new timers");
+                }
+            }
+        });
+        TimerNotifier { requests }
+    }
+
+    fn request(&self) {
+        // Full means a notification not yet sent: it will cover this commit too.
+        let _ = self.requests.try_send(());
+    }
+}
+
+async fn notify_timers_set(pool: &Pool) -> StoreResult<()> {
+    let client = pool.get().await?;
+    let statement = client.prepare_cached("SELECT pg_notify($1, '')").await?;
+    client.execute(&statement, &[&TIMERS_CHANNEL]).await?;
+    Ok(())
+}
+
+/// Server settings for every connection.
+const GENERIC_PLANS: &str = "-c plan_cache_mode=force_generic_plan";
 
 /// The channel on which a commit that sets timers notifies every process.
 const TIMERS_CHANNEL: &str = "assent_timers";
@@ -116,8 +157,13 @@ impl PgStore {
     /// Connects to the database `url` names (`postgres://…`) and brings its schema up to
     /// date. Connections are unencrypted.
     pub async fn connect(url: &str) -> StoreResult<PgStore> {
-        let config: tokio_postgres::Config =
+        let mut config: tokio_postgres::Config =
             url.parse().map_err(|e| StoreError::Config(format!("bad PostgreSQL URL: {e}")))?;
+        // Every statement is prepared once per connection and runs with the same shape of
+        // parameters: planning it anew for each run (the server's default for the first
+        // few runs, and whenever it judges a custom plan cheaper) was CPU spent for nothing.
+        let options = [config.get_options(), Some(GENERIC_PLANS)].into_iter().flatten();
+        config.options(options.collect::<Vec<_>>().join(" "));
         let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = Manager::from_config(config.clone(), NoTls, manager_config);
         let pool = Pool::builder(manager)
@@ -128,7 +174,8 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
 
-        let store = PgStore { pool, config };
+        let timers_set = TimerNotifier::start(pool.clone());
+        let store = PgStore { pool, config, timers_set };
         store.migrate().await?;
         tracing::info!("PostgreSQL store open");
         Ok(store)
@@ -402,12 +449,18 @@ impl Store for PgStore {
         write: ExecutionWrite,
         idempotency_expires_at_ms: Option<i64>,
     ) -> StoreResult<DispatchOutcome> {
-        in_transaction!(self, |txn| executions::dispatch_execution(
-            &txn,
-            workspace_id,
-            write,
-            idempotency_expires_at_ms
-        ))
+        let sets_timers = !write.changes.timers_set.is_empty();
+        let outcome: StoreResult<DispatchOutcome> =
+            in_transaction!(self, |txn| executions::dispatch_execution(
+                &txn,
+                workspace_id,
+                write,
+                idempotency_expires_at_ms
+            ));
+        if sets_timers && outcome.as_ref().is_ok_and(|o| *o == DispatchOutcome::Created) {
+            self.timers_set.request();
+        }
+        outcome
     }
 
     async fn dispatch_lookup(
@@ -480,10 +533,13 @@ impl Store for PgStore {
         let mut client = self.pool.get().await?;
         let txn = client.transaction().await?;
         let outcome = executions::update_execution(&txn, workspace_id, execution_id, command);
-        let outcome = outcome.await?;
+        let (outcome, sets_timers) = outcome.await?;
         // A refused command writes nothing: dropping the transaction rolls it back.
         if outcome.is_ok() {
             txn.commit().await?;
+            if sets_timers {
+                self.timers_set.request();
+            }
         }
         Ok(outcome)
     }
