@@ -632,7 +632,8 @@ impl Drop for Server {
 }
 
 /// Sends the address of the `listen=` log line (or, if the process ends first, its log),
-/// then keeps draining stderr so that the server never blocks on a full pipe.
+/// then keeps draining stderr so that the server never blocks on a full pipe, echoing it
+/// into the test's captured output (shown when the test fails).
 fn report_listen_address(stderr: ChildStderr, sender: mpsc::Sender<Result<String, String>>) {
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();
@@ -641,7 +642,7 @@ fn report_listen_address(stderr: ChildStderr, sender: mpsc::Sender<Result<String
         if let Some(rest) = line.split("listen=").nth(1) {
             let addr = rest.split_whitespace().next().unwrap_or_default().to_owned();
             let _ = sender.send(Ok(addr));
-            lines.for_each(drop);
+            lines.map_while(Result::ok).for_each(|line| eprintln!("server: {line}"));
             return;
         }
         seen.push_str(&line);
