@@ -128,7 +128,7 @@ impl Backing {
 }
 
 /// Reads the server's log until the `listen=` line, then keeps draining it so the server
-/// never blocks on a full pipe.
+/// never blocks on a full pipe; its warnings and errors are echoed on the bench's stderr.
 async fn report_listen_address(
     stderr: tokio::process::ChildStderr,
     sender: oneshot::Sender<String>,
@@ -141,6 +141,8 @@ async fn report_listen_address(
             if let Some(sender) = sender.take() {
                 let _ = sender.send(addr.to_owned());
             }
+        } else if line.contains(" WARN ") || line.contains(" ERROR ") {
+            eprintln!("server: {line}");
         }
     }
 }
