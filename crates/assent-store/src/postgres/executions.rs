@@ -15,7 +15,7 @@ use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
     EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewEvent, StoreError, StoreResult, TimerSet,
+    NewDelivery, NewEvent, StoreError, StoreResult, TimerSet,
 };
 use deadpool_postgres::{Client, Transaction};
 use serde_json::Value;
@@ -76,6 +76,115 @@ pub(super) async fn dispatch_execution(
     )?;
     Ok(DispatchOutcome::Created)
 }
+
+/// A dispatch of a new key as one statement on its own (its own transaction): the
+/// definition's row held `FOR SHARE`, the key claimed, then the execution with its events,
+/// timers and deliveries, each written only if the one before was. `false` when nothing was
+/// written (a key already there, a missing or deleted definition, or changes this form does
+/// not carry): the transactional path then tells those cases apart.
+pub(super) async fn dispatch_new_key(
+    client: &Client,
+    workspace_id: &str,
+    write: &ExecutionWrite,
+    idempotency_expires_at_ms: Option<i64>,
+) -> StoreResult<bool> {
+    let (record, changes) = (&write.record, &write.changes);
+    if !changes.timers_cleared.is_empty() {
+        return Ok(false);
+    }
+    let events = EventColumns::of(&changes.events);
+    let timers = TimerColumns::of(&changes.timers_set);
+    let deliveries = &changes.deliveries;
+    let text = |get: fn(&NewDelivery) -> &String| -> Vec<&str> {
+        deliveries.iter().map(|d| get(d).as_str()).collect()
+    };
+    let delivery_seqs: Vec<i64> = deliveries.iter().map(|d| d.seq).collect();
+    let (event_ids, event_types) = (text(|d| &d.event_id), text(|d| &d.event_type));
+    let (urls, secrets, bodies) = (text(|d| &d.url), text(|d| &d.secret), text(|d| &d.body));
+    let next_seq = next_seq_after(1, &changes.events);
+    let statement = client.prepare_cached(DISPATCH_NEW_KEY).await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &workspace_id,
+                &record.definition_id,
+                &record.idempotency_key,
+                &record.execution_id,
+                &record.correlation_id,
+                &idempotency_expires_at_ms,
+                &record.definition_version,
+                &record.status.as_str(),
+                &record.started_at_ms,
+                &record.updated_at_ms,
+                &next_seq,
+                &record.state,
+                &events.seqs,
+                &events.types,
+                &events.steps,
+                &events.timestamps,
+                &events.data,
+                &events.external,
+                &timers.keys,
+                &timers.due,
+                &timers.payloads,
+                &event_ids,
+                &delivery_seqs,
+                &event_types,
+                &urls,
+                &secrets,
+                &bodies,
+            ],
+        )
+        .await?;
+    Ok(row.try_get(0)?)
+}
+
+/// The deliveries of a new execution: none is pending before them, so only the first is
+/// claimable (see `deliveries::insert_deliveries`).
+const DISPATCH_NEW_KEY: &str = "WITH definition AS (
+     SELECT status FROM definitions
+      WHERE workspace_id = $1 AND definition_id = $2
+        FOR SHARE),
+ key AS (
+     INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
+                                   correlation_id, expires_at_ms)
+     SELECT $1, $3, $4, $5, $6::bigint FROM definition WHERE status = 'active'
+     ON CONFLICT (workspace_id, idempotency_key) DO NOTHING
+     RETURNING 1),
+ execution AS (
+     INSERT INTO executions (workspace_id, execution_id, definition_id, definition_version,
+                             status, correlation_id, idempotency_key, started_at_ms,
+                             updated_at_ms, next_seq, state)
+     SELECT $1, $4, $2, $7::bigint, $8, $5, $3, $9::bigint, $10::bigint, $11::bigint,
+            $12::text::json
+       FROM key
+     RETURNING 1),
+ events AS (
+     INSERT INTO events (workspace_id, execution_id, seq, event_type, step_id, timestamp_ms,
+                         correlation_id, data, external)
+     SELECT $1, $4, e.seq, e.event_type, e.step_id, e.timestamp_ms, $5, e.data, e.external
+       FROM UNNEST($13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::json[],
+                   $18::boolean[])
+         AS e (seq, event_type, step_id, timestamp_ms, data, external)
+      WHERE EXISTS (SELECT 1 FROM execution)),
+ timers AS (
+     INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms, claimable_at_ms,
+                         payload)
+     SELECT $1, $4, t.timer_key, t.due_at_ms, t.due_at_ms, t.payload
+       FROM UNNEST($19::text[], $20::bigint[], $21::json[]) AS t (timer_key, due_at_ms, payload)
+      WHERE EXISTS (SELECT 1 FROM execution)),
+ deliveries AS (
+     INSERT INTO deliveries (workspace_id, execution_id, event_id, seq, event_type, url, secret,
+                             body, status, next_attempt_at_ms, queued, created_at_ms,
+                             updated_at_ms)
+     SELECT $1, $4, d.event_id, d.seq, d.event_type, d.url, d.secret, d.body, 'pending',
+            $10::bigint, d.n > 1, $10::bigint, $10::bigint
+       FROM UNNEST($22::text[], $23::bigint[], $24::text[], $25::text[], $26::text[],
+                   $27::text[]) WITH ORDINALITY
+         AS d (event_id, seq, event_type, url, secret, body, n)
+      WHERE EXISTS (SELECT 1 FROM execution))
+ SELECT EXISTS (SELECT 1 FROM execution)";
 
 /// Holds the definition's row `FOR SHARE` until commit, so that a delete waits.
 const DEFINITION_FOR_SHARE: &str = "SELECT status FROM definitions
@@ -416,23 +525,38 @@ async fn set_timers(
     owner: &Owner<'_>,
     timers: &[TimerSet],
 ) -> StoreResult<()> {
-    // One statement may not upsert a row twice: the last setting of a key wins, as it
-    // would one statement at a time.
-    let mut last_of_key: Vec<&TimerSet> = Vec::with_capacity(timers.len());
-    for timer in timers.iter().rev() {
-        if !last_of_key.iter().any(|kept| kept.timer_key == timer.timer_key) {
-            last_of_key.push(timer);
-        }
-    }
-    if last_of_key.is_empty() {
+    let columns = TimerColumns::of(timers);
+    if columns.keys.is_empty() {
         return Ok(());
     }
-    let keys: Vec<&str> = last_of_key.iter().map(|t| t.timer_key.as_str()).collect();
-    let due: Vec<i64> = last_of_key.iter().map(|t| t.due_at_ms).collect();
-    let payloads: Vec<&Value> = last_of_key.iter().map(|t| &t.payload).collect();
-    execute(txn, SET_TIMERS, &[&owner.workspace_id, &owner.execution_id, &keys, &due, &payloads])
+    let (keys, due, payloads) = (&columns.keys, &columns.due, &columns.payloads);
+    execute(txn, SET_TIMERS, &[&owner.workspace_id, &owner.execution_id, keys, due, payloads])
         .await?;
     Ok(())
+}
+
+/// Timers as columns for `UNNEST`. One statement may not upsert a row twice: the last
+/// setting of a key wins, as it would one statement at a time.
+struct TimerColumns<'a> {
+    keys: Vec<&'a str>,
+    due: Vec<i64>,
+    payloads: Vec<&'a Value>,
+}
+
+impl<'a> TimerColumns<'a> {
+    fn of(timers: &'a [TimerSet]) -> Self {
+        let mut last_of_key: Vec<&TimerSet> = Vec::with_capacity(timers.len());
+        for timer in timers.iter().rev() {
+            if !last_of_key.iter().any(|kept| kept.timer_key == timer.timer_key) {
+                last_of_key.push(timer);
+            }
+        }
+        TimerColumns {
+            keys: last_of_key.iter().map(|t| t.timer_key.as_str()).collect(),
+            due: last_of_key.iter().map(|t| t.due_at_ms).collect(),
+            payloads: last_of_key.iter().map(|t| &t.payload).collect(),
+        }
+    }
 }
 
 /// Appends `events` in one statement, whatever their number.
@@ -444,12 +568,7 @@ async fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    let column = |get: fn(&NewEvent) -> i64| events.iter().map(get).collect::<Vec<_>>();
-    let (seqs, timestamps) = (column(|e| e.seq), column(|e| e.timestamp_ms));
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let steps: Vec<Option<&str>> = events.iter().map(|e| e.step_id.as_deref()).collect();
-    let data: Vec<&Value> = events.iter().map(|e| &e.data).collect();
-    let external: Vec<bool> = events.iter().map(|e| e.external).collect();
+    let columns = EventColumns::of(events);
     execute(
         txn,
         "INSERT INTO events (workspace_id, execution_id, seq, event_type, step_id,
@@ -462,16 +581,39 @@ async fn insert_events(
             &owner.workspace_id,
             &owner.execution_id,
             &owner.correlation_id,
-            &seqs,
-            &types,
-            &steps,
-            &timestamps,
-            &data,
-            &external,
+            &columns.seqs,
+            &columns.types,
+            &columns.steps,
+            &columns.timestamps,
+            &columns.data,
+            &columns.external,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// Events as columns for `UNNEST`.
+struct EventColumns<'a> {
+    seqs: Vec<i64>,
+    types: Vec<&'a str>,
+    steps: Vec<Option<&'a str>>,
+    timestamps: Vec<i64>,
+    data: Vec<&'a Value>,
+    external: Vec<bool>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn of(events: &'a [NewEvent]) -> Self {
+        EventColumns {
+            seqs: events.iter().map(|e| e.seq).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            steps: events.iter().map(|e| e.step_id.as_deref()).collect(),
+            timestamps: events.iter().map(|e| e.timestamp_ms).collect(),
+            data: events.iter().map(|e| &e.data).collect(),
+            external: events.iter().map(|e| e.external).collect(),
+        }
+    }
 }
 
 pub(super) async fn claim_due_timers(

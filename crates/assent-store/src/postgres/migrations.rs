@@ -1,6 +1,8 @@
 //! The PostgreSQL schema, one migration per step. Kept in step with `sqlite/migrations.rs`:
 //! same tables, same columns, same order; only the types differ. Bodies are JSON, not JSONB,
-//! so that they keep their key order as SQLite's TEXT does.
+//! so that they keep their key order as SQLite's TEXT does. Version 6 is PostgreSQL's own: it
+//! drops the foreign keys that dispatches and commands paid for (see there); SQLite keeps
+//! them, as its checks take no locks.
 
 use crate::shared::Migration;
 
@@ -260,6 +262,23 @@ SELECT DISTINCT d.workspace_id, d.definition_id,
    AND t.value -> 'appTrigger' ->> 'provider' IN ('github', 'vercel')
    AND json_typeof(t.value -> 'appTrigger' -> 'installationRef') = 'string'
 ON CONFLICT DO NOTHING;
+"#,
+    },
+    Migration {
+        version: 6,
+        name: "no foreign keys on the rows every dispatch and command writes",
+        sql: r#"
+-- Each of these checks ran a query per inserted row, and the two naming a workspace locked
+-- that workspace's row FOR KEY SHARE: with many dispatches at once, every one of them made
+-- a new multixact on one hot row. Nothing deletes workspaces, executions or deliveries, and
+-- the store writes events, timers and deliveries only in the transaction that inserted or
+-- locked their execution, so the checks guarded nothing the code does not already.
+ALTER TABLE executions DROP CONSTRAINT IF EXISTS executions_workspace_id_fkey;
+ALTER TABLE idempotency_keys DROP CONSTRAINT IF EXISTS idempotency_keys_workspace_id_fkey;
+ALTER TABLE events DROP CONSTRAINT IF EXISTS events_workspace_id_execution_id_fkey;
+ALTER TABLE timers DROP CONSTRAINT IF EXISTS timers_workspace_id_execution_id_fkey;
+ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_workspace_id_execution_id_fkey;
+ALTER TABLE delivery_attempts DROP CONSTRAINT IF EXISTS delivery_attempts_delivery_id_fkey;
 "#,
     },
 ];

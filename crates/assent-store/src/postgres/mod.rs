@@ -450,13 +450,20 @@ impl Store for PgStore {
         idempotency_expires_at_ms: Option<i64>,
     ) -> StoreResult<DispatchOutcome> {
         let sets_timers = !write.changes.timers_set.is_empty();
-        let outcome: StoreResult<DispatchOutcome> =
+        let client = self.pool.get().await?;
+        let created =
+            executions::dispatch_new_key(&client, workspace_id, &write, idempotency_expires_at_ms);
+        let outcome: StoreResult<DispatchOutcome> = if created.await? {
+            Ok(DispatchOutcome::Created)
+        } else {
+            drop(client);
             in_transaction!(self, |txn| executions::dispatch_execution(
                 &txn,
                 workspace_id,
                 write,
                 idempotency_expires_at_ms
-            ));
+            ))
+        };
         if sets_timers && outcome.as_ref().is_ok_and(|o| *o == DispatchOutcome::Created) {
             self.timers_set.request();
         }
