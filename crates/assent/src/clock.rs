@@ -6,6 +6,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub trait Clock: Send + Sync + 'static {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+
+    /// Whether waiting brings this clock forward (a hand-moved clock does not).
+    fn moves_by_itself(&self) -> bool {
+        true
+    }
 }
 
 /// The operating system's wall clock.
@@ -40,5 +45,9 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+
+    fn moves_by_itself(&self) -> bool {
+        false
     }
 }

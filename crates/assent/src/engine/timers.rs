@@ -18,6 +18,9 @@ use tokio::sync::Semaphore;
 const LEASE_MS: i64 = 75_000;
 /// Timers claimed in one go.
 const CLAIM_BATCH: u32 = 128;
+/// How far ahead of their due time timers are claimed, so that the claim's write is behind
+/// them when they fall due and only the firing's write is between due time and effect.
+const CLAIM_AHEAD_MS: i64 = 50;
 /// Timers handled at once.
 const HANDLING_MAX: usize = 64;
 /// Back-off after the store failed.
@@ -28,15 +31,18 @@ pub async fn run_timers(engine: Arc<Engine>) {
     let (store, wake) = (engine.store.clone(), engine.wake.clone());
     let _watcher = AbortOnDrop(tokio::spawn(async move { store.watch_timers(wake).await }));
     let handling = Arc::new(Semaphore::new(HANDLING_MAX));
+    let ahead_ms = if engine.clock.moves_by_itself() { CLAIM_AHEAD_MS } else { 0 };
     loop {
         // A claim is a write; look with a read first whether anything is due.
         let next_due_ms = engine.store.next_timer_due_ms().await.unwrap_or(None);
-        let now_ms = engine.clock.now_ms();
-        if next_due_ms.is_none_or(|due_ms| due_ms > now_ms) {
-            wait_until_due(&engine, next_due_ms, &engine.wake).await;
+        let claim_until_ms = engine.clock.now_ms() + ahead_ms;
+        if next_due_ms.is_none_or(|due_ms| due_ms > claim_until_ms) {
+            let wait_for_ms = next_due_ms.map(|due_ms| due_ms - ahead_ms);
+            wait_until_due(&engine, wait_for_ms, &engine.wake).await;
             continue;
         }
-        let claimed = match engine.store.claim_due_timers(now_ms, LEASE_MS, CLAIM_BATCH).await {
+        let claimed = engine.store.claim_due_timers(claim_until_ms, LEASE_MS, CLAIM_BATCH).await;
+        let claimed = match claimed {
             Ok(claimed) => claimed,
             Err(e) => {
                 tracing::error!("claiming due timers failed: {e}");
@@ -48,10 +54,23 @@ pub async fn run_timers(engine: Arc<Engine>) {
             let Ok(permit) = handling.clone().acquire_owned().await else { return };
             let engine = engine.clone();
             tokio::spawn(async move {
+                until_due(&engine, timer.due_at_ms).await;
                 handle(&engine, timer).await;
                 drop(permit);
             });
         }
+    }
+}
+
+/// Returns once the engine's clock has reached `due_at_ms`; a timer claimed ahead never
+/// fires early.
+async fn until_due(engine: &Engine, due_at_ms: i64) {
+    loop {
+        let ahead_ms = due_at_ms - engine.clock.now_ms();
+        if ahead_ms <= 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(ahead_ms as u64)).await;
     }
 }
 
