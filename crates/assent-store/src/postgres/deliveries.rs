@@ -114,8 +114,8 @@ pub(super) async fn claim_due_deliveries(
 ) -> StoreResult<Vec<ClaimedDelivery>> {
     let limit = i64::from(limit.clamp(1, DELIVERY_CLAIM_MAX));
     let lease_until_ms = now_ms.saturating_add(lease_ms.max(0));
-    let rows = query(
-        txn,
+    // The limit is part of the text (see `LIMIT_IN_TEXT`).
+    let sql = format!(
         "WITH due AS (
              SELECT d.delivery_id FROM deliveries d
               WHERE d.status = 'pending' AND NOT d.queued
@@ -126,16 +126,15 @@ pub(super) async fn claim_due_deliveries(
                        AND e.execution_id = d.execution_id
                        AND e.status = 'pending' AND e.seq < d.seq)
               ORDER BY GREATEST(d.next_attempt_at_ms, d.lease_until_ms)
-              LIMIT $3
+              LIMIT {limit}
                 FOR UPDATE OF d SKIP LOCKED)
          UPDATE deliveries t SET lease_until_ms = $2
            FROM due
           WHERE t.delivery_id = due.delivery_id
          RETURNING t.delivery_id, t.workspace_id, t.execution_id, t.event_id, t.seq, t.url,
-                   t.secret, t.body, t.attempts, t.round_attempts, t.next_attempt_at_ms",
-        &[&now_ms, &lease_until_ms, &limit],
-    )
-    .await?;
+                   t.secret, t.body, t.attempts, t.round_attempts, t.next_attempt_at_ms"
+    );
+    let rows = query(txn, &sql, &[&now_ms, &lease_until_ms]).await?;
     let mut claimed = rows
         .iter()
         .map(|row| Ok((row.try_get::<_, i64>(10)?, claimed_from_row(row)?)))

@@ -625,23 +625,22 @@ pub(super) async fn claim_due_timers(
     let limit = i64::from(limit.clamp(1, TIMER_CLAIM_MAX));
     let lease_until_ms = now_ms.saturating_add(lease_ms.max(0));
     // A timer another claim holds locked is skipped; one it has claimed and committed
-    // is no longer claimable once its row is re-read.
-    let rows = query(
-        txn,
+    // is no longer claimable once its row is re-read. The limit is part of the text (see
+    // `LIMIT_IN_TEXT`).
+    let sql = format!(
         "WITH due AS (
              SELECT workspace_id, execution_id, timer_key FROM timers
               WHERE claimable_at_ms <= $1
               ORDER BY claimable_at_ms
-              LIMIT $3
+              LIMIT {limit}
                 FOR UPDATE SKIP LOCKED)
          UPDATE timers t SET claimable_at_ms = $2
            FROM due
           WHERE t.workspace_id = due.workspace_id AND t.execution_id = due.execution_id
             AND t.timer_key = due.timer_key
-         RETURNING t.workspace_id, t.execution_id, t.timer_key, t.due_at_ms, t.payload",
-        &[&now_ms, &lease_until_ms, &limit],
-    )
-    .await?;
+         RETURNING t.workspace_id, t.execution_id, t.timer_key, t.due_at_ms, t.payload"
+    );
+    let rows = query(txn, &sql, &[&now_ms, &lease_until_ms]).await?;
     let mut claimed = rows
         .iter()
         .map(|row| {

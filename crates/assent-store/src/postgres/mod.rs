@@ -109,7 +109,13 @@ async fn notify_timers_set(pool: &Pool) -> StoreResult<()> {
     Ok(())
 }
 
-/// Server settings for every connection.
+/// Server settings for every connection: a statement is planned once, not for each
+/// execution's values.
+///
+/// `LIMIT_IN_TEXT`: a generic plan takes a `LIMIT $n` to keep a tenth of the rows, so a
+/// claim that joins its chosen rows back to their table (timers, deliveries) was planned
+/// as a hash join over the whole table, and slowed as the table grew. Those claims write
+/// their limit into the statement's text instead.
 const GENERIC_PLANS: &str = "-c plan_cache_mode=force_generic_plan";
 
 /// The channel on which a commit that sets timers notifies every process.
