@@ -140,8 +140,10 @@ pub(super) async fn dispatch_new_key(
     Ok(row.try_get(0)?)
 }
 
-/// The deliveries of a new execution: none is pending before them, so only the first is
-/// claimable (see `deliveries::insert_deliveries`).
+/// The statement of [`dispatch_new_key`]. Each part reads the one before it, so nothing is
+/// written past the first that did not happen. None of a new execution's deliveries has a
+/// pending one before it, so only its first is left out of the queue (as
+/// `deliveries::insert_deliveries` does).
 const DISPATCH_NEW_KEY: &str = "WITH definition AS (
      SELECT status FROM definitions
       WHERE workspace_id = $1 AND definition_id = $2
