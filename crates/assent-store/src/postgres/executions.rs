@@ -94,13 +94,7 @@ pub(super) async fn dispatch_new_key(
     }
     let events = EventColumns::of(&changes.events);
     let timers = TimerColumns::of(&changes.timers_set);
-    let deliveries = &changes.deliveries;
-    let text = |get: fn(&NewDelivery) -> &String| -> Vec<&str> {
-        deliveries.iter().map(|d| get(d).as_str()).collect()
-    };
-    let delivery_seqs: Vec<i64> = deliveries.iter().map(|d| d.seq).collect();
-    let (event_ids, event_types) = (text(|d| &d.event_id), text(|d| &d.event_type));
-    let (urls, secrets, bodies) = (text(|d| &d.url), text(|d| &d.secret), text(|d| &d.body));
+    let deliveries = DeliveryColumns::of(&changes.deliveries);
     let next_seq = next_seq_after(1, &changes.events);
     let statement = client.prepare_cached(DISPATCH_NEW_KEY).await?;
     let row = client
@@ -128,16 +122,42 @@ pub(super) async fn dispatch_new_key(
                 &timers.keys,
                 &timers.due,
                 &timers.payloads,
-                &event_ids,
-                &delivery_seqs,
-                &event_types,
-                &urls,
-                &secrets,
-                &bodies,
+                &deliveries.event_ids,
+                &deliveries.seqs,
+                &deliveries.event_types,
+                &deliveries.urls,
+                &deliveries.secrets,
+                &deliveries.bodies,
             ],
         )
         .await?;
     Ok(row.try_get(0)?)
+}
+
+/// A new execution's deliveries as columns for `UNNEST`.
+struct DeliveryColumns<'a> {
+    event_ids: Vec<&'a str>,
+    seqs: Vec<i64>,
+    event_types: Vec<&'a str>,
+    urls: Vec<&'a str>,
+    secrets: Vec<&'a str>,
+    bodies: Vec<&'a str>,
+}
+
+impl<'a> DeliveryColumns<'a> {
+    fn of(deliveries: &'a [NewDelivery]) -> Self {
+        let text = |get: fn(&NewDelivery) -> &String| -> Vec<&str> {
+            deliveries.iter().map(|d| get(d).as_str()).collect()
+        };
+        DeliveryColumns {
+            event_ids: text(|d| &d.event_id),
+            seqs: deliveries.iter().map(|d| d.seq).collect(),
+            event_types: text(|d| &d.event_type),
+            urls: text(|d| &d.url),
+            secrets: text(|d| &d.secret),
+            bodies: text(|d| &d.body),
+        }
+    }
 }
 
 /// The statement of [`dispatch_new_key`]. Each part reads the one before it, so nothing is
