@@ -1,11 +1,11 @@
 //! [`AnyStore`]: the store a database URL names, SQLite or PostgreSQL.
 
 use crate::{
-    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
-    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewCredentials, NewDefinition, PgStore, SqliteStore, Store, StoreError, StoreResult,
-    WorkspaceInfo,
+    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionHead, DefinitionPage,
+    DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
+    DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
+    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, PgStore,
+    SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{Connection, ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
@@ -215,6 +215,23 @@ impl Store for AnyStore {
         idempotency_expires_at_ms: Option<i64>,
     ) -> StoreResult<DispatchOutcome> {
         delegate!(self.dispatch_execution(workspace_id, write, idempotency_expires_at_ms))
+    }
+
+    fn dispatches_at_head(&self) -> bool {
+        match self {
+            AnyStore::Sqlite(store) => store.dispatches_at_head(),
+            AnyStore::Postgres(store) => store.dispatches_at_head(),
+        }
+    }
+
+    async fn dispatch_at_head(
+        &self,
+        workspace_id: &str,
+        head: DefinitionHead,
+        write: &ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<HeadDispatch> {
+        delegate!(self.dispatch_at_head(workspace_id, head, write, idempotency_expires_at_ms))
     }
 
     async fn dispatch_lookup(

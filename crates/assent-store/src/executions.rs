@@ -110,6 +110,20 @@ pub enum DispatchOutcome {
     },
 }
 
+/// How [`crate::Store::dispatch_at_head`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HeadDispatch {
+    Created,
+    /// The key was live before this dispatch: these are the original's ids.
+    Replayed {
+        execution_id: String,
+        correlation_id: String,
+    },
+    /// Nothing was written and nothing is known: the definition moved on, is gone or
+    /// deleted, or the key had expired or was being written by a racing dispatch.
+    Unsettled,
+}
+
 /// One page of executions, newest first.
 #[derive(Clone, Debug)]
 pub struct ExecutionPage {

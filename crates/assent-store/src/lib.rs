@@ -29,8 +29,8 @@ pub use deliveries::{
 };
 pub use executions::{
     ClaimedTimer, DefinitionHead, DispatchLookup, DispatchOutcome, EventPage, EventRecord,
-    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite, NewEvent,
-    TimerSet,
+    ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
+    HeadDispatch, NewEvent, TimerSet,
 };
 pub use postgres::PgStore;
 pub use schedules::{DueSchedule, ScheduleEntry};
@@ -299,6 +299,25 @@ pub trait Store: Send + Sync + 'static {
         write: ExecutionWrite,
         idempotency_expires_at_ms: Option<i64>,
     ) -> impl Future<Output = StoreResult<DispatchOutcome>> + Send;
+
+    /// Whether [`Store::dispatch_at_head`] is worth trying before [`Store::dispatch_lookup`]:
+    /// true where a read costs about as much as a write (a round trip to a database server),
+    /// false where reads are cheap beside writes and the lookup comes first.
+    fn dispatches_at_head(&self) -> bool;
+
+    /// Starts an execution in one step, without a lookup before it: written only if the
+    /// definition is still active at `head` (the version `write` was built from) and the key
+    /// is new. A key that was live already answers `Replayed`, whatever the definition's
+    /// state; anything else writes nothing and answers `Unsettled`, for the caller to look up
+    /// and dispatch with [`Store::dispatch_execution`]. Stores whose
+    /// [`Store::dispatches_at_head`] is false always answer `Unsettled`.
+    fn dispatch_at_head(
+        &self,
+        workspace_id: &str,
+        head: DefinitionHead,
+        write: &ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> impl Future<Output = StoreResult<HeadDispatch>> + Send;
 
     /// What a dispatch needs before it writes, read together: the execution a live
     /// `idempotency_key` already names, and the head of the definition.

@@ -7,8 +7,8 @@ use assent_store::{
     AfterAttempt, AnyStore, AppTriggerEntry, AuthOutcome, ClaimedDelivery, ConnectionRecord,
     DefinitionHead, DefinitionRecord, DefinitionStatus, DeliveryAttempt, DeliveryFilter,
     DeliveryRecord, DeliveryStatus, DispatchLookup, DispatchOutcome, DueSchedule, ExecutionChanges,
-    ExecutionRecord, ExecutionStatus, ExecutionWrite, NewConnection, NewDefinition, NewDelivery,
-    NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
+    ExecutionRecord, ExecutionStatus, ExecutionWrite, HeadDispatch, NewConnection, NewDefinition,
+    NewDelivery, NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -178,6 +178,8 @@ conformance!(
     expired_trigger_key_is_replaced,
     dispatch_refused_unless_definition_active,
     dispatch_lookup_reads_the_definition_head,
+    dispatch_at_head_writes_only_at_that_head,
+    concurrent_dispatches_at_head_of_one_key_create_one,
     list_pages_many_executions_in_one_millisecond,
     events_page_external_only,
     update_execution_commits_all_or_nothing,
@@ -683,6 +685,72 @@ fn event(seq: i64, event_type: &str, external: bool) -> NewEvent {
     }
 }
 
+/// PostgreSQL only: a process keeps the credentials it checked while it listens for
+/// revocations, and a revocation made anywhere reaches it. (A SQLite store reads them
+/// every time.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_revocations_reach_stores_that_keep_credentials() {
+    run_postgres(|backend| async move {
+        let (revoker, keeper) = (backend.open().await, Arc::new(backend.open().await));
+        let creds = revoker.create_workspace("w", NOW_MS).await.unwrap();
+        let second = revoker.create_auth_token(&creds.workspace_id, NOW_MS).await.unwrap();
+        let wake = Arc::new(Notify::new());
+        let watching = {
+            let (keeper, wake) = (keeper.clone(), wake.clone());
+            tokio::spawn(async move { keeper.watch_timers(wake).await })
+        };
+        tokio::time::timeout(Duration::from_secs(5), wake.notified()).await.expect("listening");
+        let check = |token: String| {
+            let (keeper, api_key) = (keeper.clone(), creds.api_key.clone());
+            async move { keeper.authenticate(Some(&api_key), Some(&token)).await.unwrap() }
+        };
+        let live = AuthOutcome::Authenticated { workspace_id: creds.workspace_id.clone() };
+        assert_eq!(check(creds.auth_token.clone()).await, live);
+
+        // Revoked behind the stores' backs, with no notification: the kept answer stands,
+        // which shows that it is kept.
+        backend.sql("UPDATE auth_tokens SET revoked_at_ms = 1").await;
+        assert_eq!(check(creds.auth_token.clone()).await, live);
+        backend.sql("UPDATE auth_tokens SET revoked_at_ms = NULL").await;
+
+        // A revocation through another store reaches this one.
+        revoker.revoke_auth_token(&creds.auth_token, NOW_MS).await.unwrap();
+        let refused = eventually(|| check(creds.auth_token.clone()), AuthOutcome::BadAuthToken);
+        assert!(refused.await, "the revocation reached the store that kept the token");
+
+        // The store that revokes forgets at once.
+        assert_eq!(check(second.clone()).await, live);
+        keeper.revoke_auth_token(&second, NOW_MS).await.unwrap();
+        assert_eq!(check(second.clone()).await, AuthOutcome::BadAuthToken);
+
+        // A store that stopped listening keeps nothing.
+        let third = revoker.create_auth_token(&creds.workspace_id, NOW_MS).await.unwrap();
+        watching.abort();
+        let _ = watching.await;
+        assert_eq!(check(third.clone()).await, live);
+        backend.sql("UPDATE auth_tokens SET revoked_at_ms = 1").await;
+        assert_eq!(check(third).await, AuthOutcome::BadAuthToken);
+    })
+    .await;
+}
+
+/// Whether `probe` answers `wanted` within five seconds.
+async fn eventually<F, Fut, T>(mut probe: F, wanted: T) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+    T: PartialEq,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < deadline {
+        if probe().await == wanted {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 fn timer(timer_key: &str, due_at_ms: i64) -> TimerSet {
     TimerSet { timer_key: timer_key.to_owned(), due_at_ms, payload: json!({"key": timer_key}) }
 }
@@ -891,6 +959,132 @@ async fn dispatch_lookup_reads_the_definition_head<B: Backend>(backend: B) {
     assert_eq!(both.definition, Some(tombstone));
     let theirs = store.dispatch_lookup(&other, Some("k1"), "d", NOW_MS).await.unwrap();
     assert_eq!(theirs, DispatchLookup { replay: None, definition: None });
+}
+
+/// The head `dispatch_lookup` reads for definition `d`.
+async fn head_of<S: Store>(store: &S, ws: &str) -> DefinitionHead {
+    store.dispatch_lookup(ws, None, "d", NOW_MS).await.unwrap().definition.expect("a head")
+}
+
+async fn dispatch_at_head_writes_only_at_that_head<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let first_head = head_of(&store, &ws).await;
+    let written = execution(&ws, "exec_1", "d", "k1", NOW_MS);
+    let outcome = store.dispatch_at_head(&ws, first_head, &written, None).await.unwrap();
+    if !store.dispatches_at_head() {
+        assert_eq!(outcome, HeadDispatch::Unsettled);
+        assert!(store.get_execution(&ws, "exec_1").await.unwrap().is_none());
+        return;
+    }
+    assert_eq!(outcome, HeadDispatch::Created);
+    let fetched = store.get_execution(&ws, "exec_1").await.unwrap().unwrap();
+    assert_eq!(fetched, ExecutionRecord { next_seq: 3, ..written.record.clone() });
+    let events = store.get_events(&ws, "exec_1", 0, 10).await.unwrap();
+    assert_eq!(events.events.len(), 1, "the external event; the internal one is kept back");
+
+    // A key that was live answers with the original, whatever the head.
+    let replay = execution(&ws, "exec_2", "d", "k1", NOW_MS + 1);
+    let moved = DefinitionHead { updated_at_ms: NOW_MS - 1, ..first_head };
+    let replayed = store.dispatch_at_head(&ws, moved, &replay, None).await.unwrap();
+    let original = HeadDispatch::Replayed {
+        execution_id: "exec_1".into(),
+        correlation_id: "corr_exec_1".into(),
+    };
+    assert_eq!(replayed, original);
+    assert!(store.get_execution(&ws, "exec_2").await.unwrap().is_none());
+
+    // Once the definition moves on, the old head writes nothing, key included.
+    store.update_definition(&ws, definition("d", 2), 1, NOW_MS + 7).await.unwrap();
+    let stale = execution(&ws, "exec_3", "d", "k3", NOW_MS + 8);
+    let unsettled = store.dispatch_at_head(&ws, first_head, &stale, None).await.unwrap();
+    assert_eq!(unsettled, HeadDispatch::Unsettled);
+    assert!(store.get_execution(&ws, "exec_3").await.unwrap().is_none());
+    assert_eq!(replay_of(&store, &ws, "k3", NOW_MS).await, None);
+    let mut current = execution(&ws, "exec_3", "d", "k3", NOW_MS + 8);
+    current.record.definition_version = 2;
+    let second_head = head_of(&store, &ws).await;
+    let created = store.dispatch_at_head(&ws, second_head, &current, None).await.unwrap();
+    assert_eq!(created, HeadDispatch::Created);
+
+    // A key that expired is left to the transactional path, which replaces it.
+    let expiring = execution(&ws, "exec_4", "d", "trig:k4", NOW_MS);
+    let expires = Some(NOW_MS + 10);
+    let mut expiring = ExecutionWrite {
+        record: ExecutionRecord { definition_version: 2, ..expiring.record },
+        ..expiring
+    };
+    assert_eq!(
+        store.dispatch_at_head(&ws, second_head, &expiring, expires).await.unwrap(),
+        HeadDispatch::Created
+    );
+    expiring.record.execution_id = "exec_5".into();
+    expiring.record.started_at_ms = NOW_MS + 10;
+    let again = store.dispatch_at_head(&ws, second_head, &expiring, expires).await.unwrap();
+    assert_eq!(again, HeadDispatch::Unsettled);
+    assert!(store.get_execution(&ws, "exec_5").await.unwrap().is_none());
+
+    // Neither a deleted definition nor a new lineage at the same version takes a dispatch
+    // built from the old head.
+    for id in ["exec_1", "exec_3", "exec_4"] {
+        set_status(&store, &ws, id, ExecutionStatus::Completed).await;
+    }
+    store.delete_definition(&ws, "d", false, NOW_MS + 9).await.unwrap();
+    let mut late = execution(&ws, "exec_6", "d", "k6", NOW_MS + 10);
+    late.record.definition_version = 2;
+    let refused = store.dispatch_at_head(&ws, second_head, &late, None).await.unwrap();
+    assert_eq!(refused, HeadDispatch::Unsettled);
+    store.create_definition(&ws, definition("d", 1), NOW_MS + 11).await.unwrap();
+    let old_lineage = execution(&ws, "exec_7", "d", "k7", NOW_MS + 12);
+    let other_lineage = store.dispatch_at_head(&ws, first_head, &old_lineage, None).await.unwrap();
+    assert_eq!(other_lineage, HeadDispatch::Unsettled);
+    for id in ["exec_6", "exec_7"] {
+        assert!(store.get_execution(&ws, id).await.unwrap().is_none());
+    }
+}
+
+async fn concurrent_dispatches_at_head_of_one_key_create_one<B: Backend>(backend: B) {
+    const RACERS: usize = 100;
+    let stores = [Arc::new(backend.open().await), Arc::new(backend.open().await)];
+    if !stores[0].dispatches_at_head() {
+        return;
+    }
+    let ws = new_workspace(&*stores[0], "w").await;
+    stores[0].create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let head = head_of(&*stores[0], &ws).await;
+
+    let mut racers = Vec::new();
+    for i in 0..RACERS {
+        let (store, ws) = (stores[i % 2].clone(), ws.clone());
+        racers.push(tokio::spawn(async move {
+            let write = execution(&ws, &format!("exec_{i}"), "d", "same-key", NOW_MS);
+            let outcome = store.dispatch_at_head(&ws, head, &write, None).await.unwrap();
+            (write, outcome)
+        }));
+    }
+    let mut created = Vec::new();
+    let mut named = HashSet::new();
+    for racer in racers {
+        match racer.await.unwrap() {
+            (write, HeadDispatch::Created) => created.push(write.record.execution_id),
+            (_, HeadDispatch::Replayed { execution_id, .. }) => {
+                named.insert(execution_id);
+            }
+            // Racing the winner's insert: the transactional path then finds its key.
+            (write, HeadDispatch::Unsettled) => {
+                match stores[0].dispatch_execution(&ws, write, None).await.unwrap() {
+                    DispatchOutcome::Replayed { execution_id, .. } => named.insert(execution_id),
+                    DispatchOutcome::Created => panic!("a second execution for one key"),
+                };
+            }
+        }
+    }
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert!(named.iter().all(|id| *id == created[0]), "{named:?}");
+    let page = stores[1].list_executions(&ws, None, None, 500, None).await.unwrap();
+    let listed: Vec<_> = page.items.iter().map(|e| e.execution_id.clone()).collect();
+    assert_eq!(listed, created);
 }
 
 async fn dispatch_refused_unless_definition_active<B: Backend>(backend: B) {

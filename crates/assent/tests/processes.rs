@@ -61,6 +61,41 @@ async fn two_servers_on_one_postgres_database_act_as_one() {
     a_decision_at_b_completes_an_execution_dispatched_at_a(&a, &b).await;
 }
 
+/// What a server remembers (the definition version it last dispatched, the credentials it
+/// checked) gives way when another process changes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_sees_changes_made_by_other_processes() {
+    let Some(backing) = Backing::postgres("remembered").await else { return };
+    let creds = backing.create_workspace();
+    let (server_a, server_b) = (backing.serve(), backing.serve());
+    let (a, b) = (Api::new(&server_a, &creds), Api::new(&server_b, &creds));
+    a.result("definitions/create", example(DEFINITION_ID)).await;
+    let version_of = |dispatched: Value| {
+        let a = a.clone();
+        async move { get(&a, &text(&dispatched["executionId"])).await["definitionVersion"].clone() }
+    };
+    let first = a.result("executions/dispatch", dispatch_body("before")).await;
+    assert_eq!(version_of(first).await, 1);
+
+    let mut updated = example(DEFINITION_ID);
+    updated["ifVersion"] = json!(1);
+    b.result("definitions/update", updated).await;
+    let second = a.result("executions/dispatch", dispatch_body("after")).await;
+    assert_eq!(version_of(second).await, 2, "A dispatches the version B wrote");
+
+    let revoked = backing.assent().args(["token", "revoke", &text(&creds["authToken"])]).output();
+    assert!(revoked.expect("assent runs").status.success());
+    let started = Instant::now();
+    let refused = loop {
+        let answer = a.call("executions/list", json!({})).await;
+        if answer.status == 403 || started.elapsed() > SETTLE_TIMEOUT {
+            break answer.status;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(refused, 403, "A refuses a token revoked by another process");
+}
+
 /// Dispatches of one key, split across two servers, make one execution; returns its id.
 async fn racing_dispatches_make_one_execution(a: &Api, b: &Api) -> String {
     let body = json!({ "definitionId": DEFINITION_ID, "idempotencyKey": "campaign-race" });

@@ -1,5 +1,6 @@
 //! Workspaces, API keys and auth tokens in PostgreSQL. Mirrors `sqlite/credentials.rs`.
 
+use super::seen_credentials::CREDENTIALS_CHANNEL;
 use super::{execute, query, query_opt, read_opt, BOOTSTRAP_LOCK};
 use crate::credentials::{new_workspace_id, secret_hash, SecretKind};
 use crate::{AuthOutcome, NewCredentials, StoreError, StoreResult, WorkspaceInfo};
@@ -116,6 +117,8 @@ pub(super) async fn revoke_secret(
     if revoked == 0 {
         return Err(StoreError::NotFound);
     }
+    // Delivered at commit to every process listening, which then forgets what it kept.
+    execute(txn, "SELECT pg_notify($1, '')", &[&CREDENTIALS_CHANNEL]).await?;
     Ok(())
 }
 
@@ -133,16 +136,13 @@ pub(super) async fn workspace_of_api_key(
     Ok(row.map(|row| row.try_get(0)).transpose()?)
 }
 
+/// Checks credentials given as their hashes: `api_key` and `auth_token` are
+/// [`secret_hash`]es, an empty token header counting as none.
 pub(super) async fn authenticate(
     client: &Client,
-    api_key: Option<&str>,
+    api_key: &str,
     auth_token: Option<&str>,
 ) -> StoreResult<AuthOutcome> {
-    let Some(api_key) = api_key else {
-        return Ok(AuthOutcome::UnknownApiKey);
-    };
-    // An empty header is no token at all.
-    let auth_token = auth_token.filter(|token| !token.is_empty());
     let row = read_opt(
         client,
         "SELECT k.workspace_id,
@@ -151,7 +151,7 @@ pub(super) async fn authenticate(
                            AND t.revoked_at_ms IS NULL)
            FROM api_keys k
           WHERE k.secret_hash = $1 AND k.revoked_at_ms IS NULL",
-        &[&secret_hash(api_key), &auth_token.map(secret_hash)],
+        &[&api_key, &auth_token],
     )
     .await?;
     let Some(row) = row else {

@@ -15,7 +15,7 @@ use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
     EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewDelivery, NewEvent, StoreError, StoreResult, TimerSet,
+    HeadDispatch, NewDelivery, NewEvent, StoreError, StoreResult, TimerSet,
 };
 use deadpool_postgres::{Client, Transaction};
 use serde_json::Value;
@@ -77,26 +77,28 @@ pub(super) async fn dispatch_execution(
     Ok(DispatchOutcome::Created)
 }
 
-/// A dispatch of a new key as one statement on its own (its own transaction): the
-/// definition's row held `FOR SHARE`, the key claimed, then the execution with its events,
-/// timers and deliveries, each written only if the one before was. `false` when nothing was
-/// written (a key already there, a missing or deleted definition, or changes this form does
-/// not carry): the transactional path then tells those cases apart.
-pub(super) async fn dispatch_new_key(
+/// [`crate::Store::dispatch_at_head`]: one statement on its own (its own transaction). The
+/// definition's row is held `FOR SHARE` if it is still active at `head`, the key claimed,
+/// then the execution with its events, timers and deliveries, each written only if the one
+/// before was. The key as it stood before the statement comes back beside whether anything
+/// was written, so a replay needs no second read. Changes this form does not carry (timers
+/// to clear) are left to the transactional path.
+pub(super) async fn dispatch_at_head(
     client: &Client,
     workspace_id: &str,
+    head: DefinitionHead,
     write: &ExecutionWrite,
     idempotency_expires_at_ms: Option<i64>,
-) -> StoreResult<bool> {
+) -> StoreResult<HeadDispatch> {
     let (record, changes) = (&write.record, &write.changes);
-    if !changes.timers_cleared.is_empty() {
-        return Ok(false);
+    if !changes.timers_cleared.is_empty() || record.definition_version != head.version {
+        return Ok(HeadDispatch::Unsettled);
     }
     let events = EventColumns::of(&changes.events);
     let timers = TimerColumns::of(&changes.timers_set);
     let deliveries = DeliveryColumns::of(&changes.deliveries);
     let next_seq = next_seq_after(1, &changes.events);
-    let statement = client.prepare_cached(DISPATCH_NEW_KEY).await?;
+    let statement = client.prepare_cached(DISPATCH_AT_HEAD).await?;
     let row = client
         .query_one(
             &statement,
@@ -128,10 +130,22 @@ pub(super) async fn dispatch_new_key(
                 &deliveries.urls,
                 &deliveries.secrets,
                 &deliveries.bodies,
+                &head.created_at_ms,
+                &head.updated_at_ms,
             ],
         )
         .await?;
-    Ok(row.try_get(0)?)
+    if row.try_get(0)? {
+        return Ok(HeadDispatch::Created);
+    }
+    let expires_at_ms: Option<i64> = row.try_get(3)?;
+    let live = expires_at_ms.is_none_or(|expires| expires > record.started_at_ms);
+    match (row.try_get::<_, Option<String>>(1)?, row.try_get::<_, Option<String>>(2)?) {
+        (Some(execution_id), Some(correlation_id)) if live => {
+            Ok(HeadDispatch::Replayed { execution_id, correlation_id })
+        }
+        _ => Ok(HeadDispatch::Unsettled),
+    }
 }
 
 /// A new execution's deliveries as columns for `UNNEST`.
@@ -160,13 +174,15 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
-/// The statement of [`dispatch_new_key`]. Each part reads the one before it, so nothing is
+/// The statement of [`dispatch_at_head`]. Each part reads the one before it, so nothing is
 /// written past the first that did not happen. None of a new execution's deliveries has a
 /// pending one before it, so only its first is left out of the queue (as
-/// `deliveries::insert_deliveries` does).
-const DISPATCH_NEW_KEY: &str = "WITH definition AS (
+/// `deliveries::insert_deliveries` does). The last part reads the statement's snapshot,
+/// which does not hold what the parts before it wrote: a key found there was there before.
+const DISPATCH_AT_HEAD: &str = "WITH definition AS (
      SELECT status FROM definitions
-      WHERE workspace_id = $1 AND definition_id = $2
+      WHERE workspace_id = $1 AND definition_id = $2 AND version = $7
+        AND created_at_ms = $28 AND updated_at_ms = $29
         FOR SHARE),
  key AS (
      INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
@@ -206,7 +222,9 @@ const DISPATCH_NEW_KEY: &str = "WITH definition AS (
                    $27::text[]) WITH ORDINALITY
          AS d (event_id, seq, event_type, url, secret, body, n)
       WHERE EXISTS (SELECT 1 FROM execution))
- SELECT EXISTS (SELECT 1 FROM execution)";
+ SELECT EXISTS (SELECT 1 FROM execution), k.execution_id, k.correlation_id, k.expires_at_ms
+   FROM (SELECT 1) AS one
+   LEFT JOIN idempotency_keys k ON k.workspace_id = $1 AND k.idempotency_key = $3";
 
 /// Holds the definition's row `FOR SHARE` until commit, so that a delete waits.
 const DEFINITION_FOR_SHARE: &str = "SELECT status FROM definitions

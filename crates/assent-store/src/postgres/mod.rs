@@ -12,21 +12,24 @@ mod deliveries;
 mod executions;
 mod migrations;
 mod schedules;
+mod seen_credentials;
 
-use crate::credentials::SecretKind;
+use crate::credentials::{secret_hash, SecretKind};
 use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
-    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
-    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
+    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionHead, DefinitionPage,
+    DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
+    DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
+    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, Store,
+    StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{Connection, ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
 use deadpool_postgres::{
     Client, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
+use seen_credentials::{SeenCredentials, CREDENTIALS_CHANNEL};
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,6 +73,7 @@ pub struct PgStore {
     /// For the listening connection, which lives outside the pool.
     config: tokio_postgres::Config,
     timers_set: TimerNotifier,
+    seen: Arc<SeenCredentials>,
 }
 
 /// Tells every listening process, after a commit that set timers, to look at the timers.
@@ -136,15 +140,36 @@ macro_rules! in_transaction {
     }};
 }
 
+/// One listening connection, counted by the credentials kept while it lasts, however
+/// its task ends.
+struct Listening(Arc<SeenCredentials>);
+
+impl Listening {
+    fn start(seen: &Arc<SeenCredentials>) -> Listening {
+        seen.listening(true);
+        Listening(seen.clone())
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        self.0.listening(false);
+    }
+}
+
 impl PgStore {
-    /// Holds one connection that listens on the timers channel and wakes `wake` on every
-    /// notification; returns when the connection ends.
-    async fn listen_for_timers(&self, wake: &Arc<Notify>) -> StoreResult<()> {
+    /// Holds one connection that listens for new timers, waking `wake`, and for
+    /// revocations, forgetting the credentials this process kept; returns when the
+    /// connection ends.
+    async fn listen(&self, wake: &Arc<Notify>) -> StoreResult<()> {
         let (client, mut connection) = self.config.connect(NoTls).await?;
-        let woken = wake.clone();
+        let (woken, seen) = (wake.clone(), self.seen.clone());
         let messages = tokio::spawn(async move {
             while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 match message {
+                    Ok(AsyncMessage::Notification(n)) if n.channel() == CREDENTIALS_CHANNEL => {
+                        seen.forget_all()
+                    }
                     Ok(AsyncMessage::Notification(_)) => woken.notify_one(),
                     Ok(_) => {}
                     Err(e) => return Err(StoreError::from(e)),
@@ -152,7 +177,12 @@ impl PgStore {
             }
             Ok(())
         });
-        client.batch_execute(&format!("LISTEN {TIMERS_CHANNEL}")).await?;
+        let listen = format!("LISTEN {TIMERS_CHANNEL}; LISTEN {CREDENTIALS_CHANNEL}");
+        if let Err(e) = client.batch_execute(&listen).await {
+            messages.abort();
+            return Err(e.into());
+        }
+        let _listening = Listening::start(&self.seen);
         // A notification may have been missed while not listening; look once.
         wake.notify_one();
         let ended = messages.await.map_err(|e| StoreError::Database(e.to_string()))?;
@@ -181,7 +211,8 @@ impl PgStore {
             .map_err(|e| StoreError::Config(format!("PostgreSQL pool: {e}")))?;
 
         let timers_set = TimerNotifier::start(pool.clone());
-        let store = PgStore { pool, config, timers_set };
+        let seen = Arc::default();
+        let store = PgStore { pool, config, timers_set, seen };
         store.migrate().await?;
         tracing::info!("PostgreSQL store open");
         Ok(store)
@@ -267,7 +298,7 @@ impl Store for PgStore {
 
     async fn watch_timers(&self, wake: Arc<Notify>) {
         loop {
-            if let Err(e) = self.listen_for_timers(&wake).await {
+            if let Err(e) = self.listen(&wake).await {
                 tracing::warn!("listening for timers failed, retrying: {e}");
             }
             tokio::time::sleep(LISTEN_RETRY_WAIT).await;
@@ -291,7 +322,10 @@ impl Store for PgStore {
 
     async fn revoke_api_key(&self, api_key: &str, now_ms: i64) -> StoreResult<()> {
         let kind = SecretKind::ApiKey;
-        in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, api_key, now_ms))
+        let revoked: StoreResult<()> =
+            in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, api_key, now_ms));
+        self.seen.forget_all();
+        revoked
     }
 
     async fn create_auth_token(&self, workspace_id: &str, now_ms: i64) -> StoreResult<String> {
@@ -301,7 +335,10 @@ impl Store for PgStore {
 
     async fn revoke_auth_token(&self, auth_token: &str, now_ms: i64) -> StoreResult<()> {
         let kind = SecretKind::AuthToken;
-        in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, auth_token, now_ms))
+        let revoked: StoreResult<()> =
+            in_transaction!(self, |txn| credentials::revoke_secret(&txn, kind, auth_token, now_ms));
+        self.seen.forget_all();
+        revoked
     }
 
     async fn workspace_of_api_key(&self, api_key: &str) -> StoreResult<Option<String>> {
@@ -313,8 +350,29 @@ impl Store for PgStore {
         api_key: Option<&str>,
         auth_token: Option<&str>,
     ) -> StoreResult<AuthOutcome> {
+        let Some(api_key) = api_key else {
+            return Ok(AuthOutcome::UnknownApiKey);
+        };
+        // An empty header is no token at all.
+        let auth_token = auth_token.filter(|token| !token.is_empty());
+        let (api_key, auth_token) = (secret_hash(api_key), auth_token.map(secret_hash));
+        let Some(auth_token) = auth_token else {
+            let client = self.pool.get().await?;
+            return credentials::authenticate(&client, &api_key, None).await;
+        };
+        let hashes = (api_key, auth_token);
+        if let Some(workspace_id) = self.seen.workspace(&hashes) {
+            return Ok(AuthOutcome::Authenticated { workspace_id });
+        }
+        let generation = self.seen.generation();
         let client = self.pool.get().await?;
-        credentials::authenticate(&client, api_key, auth_token).await
+        let outcome = credentials::authenticate(&client, &hashes.0, Some(&hashes.1)).await?;
+        if let (Some(generation), AuthOutcome::Authenticated { workspace_id }) =
+            (generation, &outcome)
+        {
+            self.seen.remember(generation, hashes, workspace_id.clone());
+        }
+        Ok(outcome)
     }
 
     async fn add_connection(
@@ -456,24 +514,42 @@ impl Store for PgStore {
         idempotency_expires_at_ms: Option<i64>,
     ) -> StoreResult<DispatchOutcome> {
         let sets_timers = !write.changes.timers_set.is_empty();
-        let client = self.pool.get().await?;
-        let created =
-            executions::dispatch_new_key(&client, workspace_id, &write, idempotency_expires_at_ms);
-        let outcome: StoreResult<DispatchOutcome> = if created.await? {
-            Ok(DispatchOutcome::Created)
-        } else {
-            drop(client);
-            in_transaction!(self, |txn| executions::dispatch_execution(
-                &txn,
-                workspace_id,
-                write,
-                idempotency_expires_at_ms
-            ))
-        };
+        let outcome = in_transaction!(self, |txn| executions::dispatch_execution(
+            &txn,
+            workspace_id,
+            write,
+            idempotency_expires_at_ms
+        ));
         if sets_timers && outcome.as_ref().is_ok_and(|o| *o == DispatchOutcome::Created) {
             self.timers_set.request();
         }
         outcome
+    }
+
+    fn dispatches_at_head(&self) -> bool {
+        true
+    }
+
+    async fn dispatch_at_head(
+        &self,
+        workspace_id: &str,
+        head: DefinitionHead,
+        write: &ExecutionWrite,
+        idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<HeadDispatch> {
+        let client = self.pool.get().await?;
+        let outcome = executions::dispatch_at_head(
+            &client,
+            workspace_id,
+            head,
+            write,
+            idempotency_expires_at_ms,
+        )
+        .await?;
+        if outcome == HeadDispatch::Created && !write.changes.timers_set.is_empty() {
+            self.timers_set.request();
+        }
+        Ok(outcome)
     }
 
     async fn dispatch_lookup(

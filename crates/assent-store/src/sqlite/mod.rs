@@ -17,10 +17,11 @@ use crate::credentials::SecretKind;
 use crate::deliveries::DeliveryQuery;
 use crate::executions::ExecutionCursor;
 use crate::{
-    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionPage, DefinitionRecord,
-    DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup, DispatchOutcome, DueSchedule,
-    EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    NewCredentials, NewDefinition, Store, StoreError, StoreResult, WorkspaceInfo,
+    AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionHead, DefinitionPage,
+    DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
+    DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
+    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, Store,
+    StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
@@ -452,6 +453,22 @@ impl Store for SqliteStore {
             executions::dispatch_execution(conn, &workspace_id, write, idempotency_expires_at_ms)
         })
         .await
+    }
+
+    /// Reads run on the calling thread here while every write queues for the one writer:
+    /// looking up first keeps replays off the writer.
+    fn dispatches_at_head(&self) -> bool {
+        false
+    }
+
+    async fn dispatch_at_head(
+        &self,
+        _workspace_id: &str,
+        _head: DefinitionHead,
+        _write: &ExecutionWrite,
+        _idempotency_expires_at_ms: Option<i64>,
+    ) -> StoreResult<HeadDispatch> {
+        Ok(HeadDispatch::Unsettled)
     }
 
     async fn dispatch_lookup(

@@ -1,23 +1,21 @@
 //! Definitions as the engine runs them: parsed and compiled once per stored version.
 
+use super::bounded::Bounded;
 use super::RunError;
 use assent_core::address::AddressPolicy;
 use assent_core::compile::Compiled;
 use assent_core::model::DefinitionSpec;
 use assent_core::schema::definition::Mode;
 use assent_core::validate::validate_definition;
-use assent_store::{DefinitionHead, DefinitionRecord};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-/// How many entries each cache keeps; past it the cache starts over.
-const CACHED_ENTRIES_MAX: usize = 16_384;
+use assent_store::{DefinitionHead, DefinitionRecord, DefinitionStatus};
+use std::sync::Arc;
 
 /// A stored definition version, ready for the engine.
 pub struct Runnable {
     pub spec: DefinitionSpec,
     pub compiled: Compiled,
-    pub version: i64,
+    /// The stored version this was compiled from (always an active one).
+    pub head: DefinitionHead,
 }
 
 /// A version's identity: a re-created definition starts at version 1 again, so the
@@ -37,13 +35,18 @@ fn version_key(
 /// An execution, by workspace and id.
 pub type ExecutionKey = (String, String);
 
+/// A definition, by workspace and id.
+type DefinitionKey = (String, String);
+
 /// Compiled definitions by stored version, and the version each execution runs: an
 /// execution's pinned definition never changes, so commands after the first need no read
-/// to find it.
+/// to find it. Also the version of each definition this process last dispatched, for
+/// stores that dispatch without a read first (the store checks it is still current).
 #[derive(Default)]
 pub struct DefinitionCache {
-    compiled: Bounded<VersionKey>,
-    pinned: Bounded<ExecutionKey>,
+    compiled: Bounded<VersionKey, Arc<Runnable>>,
+    pinned: Bounded<ExecutionKey, Arc<Runnable>>,
+    heads: Bounded<DefinitionKey, Arc<Runnable>>,
 }
 
 impl DefinitionCache {
@@ -70,7 +73,12 @@ impl DefinitionCache {
         let runnable = Arc::new(Runnable {
             spec: validated.spec,
             compiled: validated.compiled,
-            version: record.version,
+            head: DefinitionHead {
+                version: record.version,
+                status: DefinitionStatus::Active,
+                created_at_ms: record.created_at_ms,
+                updated_at_ms: record.updated_at_ms,
+            },
         });
         self.compiled.insert(key, runnable.clone());
         Ok(runnable)
@@ -101,33 +109,17 @@ impl DefinitionCache {
     pub fn remember_pinned(&self, execution: ExecutionKey, runnable: Arc<Runnable>) {
         self.pinned.insert(execution, runnable);
     }
-}
 
-/// A map of at most [`CACHED_ENTRIES_MAX`] entries; past it, it starts over.
-struct Bounded<K> {
-    entries: Mutex<HashMap<K, Arc<Runnable>>>,
-}
-
-impl<K> Default for Bounded<K> {
-    fn default() -> Self {
-        Bounded { entries: Mutex::new(HashMap::new()) }
-    }
-}
-
-impl<K: std::hash::Hash + Eq> Bounded<K> {
-    fn get(&self, key: &K) -> Option<Arc<Runnable>> {
-        self.lock().get(key).cloned()
+    /// The version of this definition the last dispatch here was built from.
+    pub fn head(&self, workspace_id: &str, definition_id: &str) -> Option<Arc<Runnable>> {
+        self.heads.get(&(workspace_id.to_owned(), definition_id.to_owned()))
     }
 
-    fn insert(&self, key: K, value: Arc<Runnable>) {
-        let mut entries = self.lock();
-        if entries.len() >= CACHED_ENTRIES_MAX {
-            entries.clear();
-        }
-        entries.insert(key, value);
+    pub fn remember_head(&self, workspace_id: &str, definition_id: &str, runnable: Arc<Runnable>) {
+        self.heads.insert((workspace_id.to_owned(), definition_id.to_owned()), runnable);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Arc<Runnable>>> {
-        self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    pub fn forget_head(&self, workspace_id: &str, definition_id: &str) {
+        self.heads.remove(&(workspace_id.to_owned(), definition_id.to_owned()));
     }
 }

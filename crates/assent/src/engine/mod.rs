@@ -2,6 +2,7 @@
 //! inside store transactions, and performs the work and timers the core asks for.
 
 mod app_triggers;
+mod bounded;
 mod callbacks;
 mod definitions;
 mod deliveries;
@@ -30,8 +31,9 @@ use assent_core::model::{DefinitionSpec, NodeConfig, WebhookAuthMode, WebhookMod
 use assent_core::schema::executions::DispatchRequest;
 use assent_store::{
     AnyStore, DefinitionHead, DefinitionStatus, DispatchOutcome, ExecutionChanges, ExecutionRecord,
-    ExecutionWrite, NewEvent, Store, StoreError, TimerSet,
+    ExecutionWrite, HeadDispatch, NewEvent, Store, StoreError, TimerSet,
 };
+use bounded::Bounded;
 use definitions::{DefinitionCache, Runnable};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -65,6 +67,9 @@ pub struct Engine {
     policy: Arc<AddressPolicy>,
     outbound: Outbound,
     definitions: DefinitionCache,
+    /// `(execution_id, correlation_id)` by workspace and idempotency key, for the keys this
+    /// process dispatched or replayed: a replay of one needs no read.
+    keys: Bounded<(String, String), (String, String)>,
     /// Woken whenever new timers or work may be due, so the timer loop need not poll.
     wake: Arc<Notify>,
     /// Woken when deliveries may have become claimable.
@@ -92,6 +97,7 @@ impl Engine {
             outbound,
             notifier,
             definitions: DefinitionCache::default(),
+            keys: Bounded::default(),
             wake: Arc::new(Notify::new()),
             deliveries_wake: Arc::new(Notify::new()),
             agent_runner,
@@ -139,45 +145,124 @@ impl Engine {
         req: DispatchRequest,
         key_expires_at_ms: Option<i64>,
     ) -> Result<Dispatched, RunError> {
+        // Keys that expire (triggers') are not remembered; a client's key names its
+        // execution for good.
+        let remembered = match (&req.idempotency_key, key_expires_at_ms) {
+            (Some(key), None) => Some((workspace_id.to_owned(), key.clone())),
+            _ => None,
+        };
+        if let Some(original) = remembered.as_ref().and_then(|key| self.keys.get(key)) {
+            return Ok(replayed(original));
+        }
+        let dispatched = self.dispatch_to_store(workspace_id, req, key_expires_at_ms).await?;
+        if let Some(key) = remembered {
+            let ids = (dispatched.execution_id.clone(), dispatched.correlation_id.clone());
+            self.keys.insert(key, ids);
+        }
+        Ok(dispatched)
+    }
+
+    /// A dispatch the store answers: a new execution or the one its key names.
+    async fn dispatch_to_store(
+        &self,
+        workspace_id: &str,
+        req: DispatchRequest,
+        key_expires_at_ms: Option<i64>,
+    ) -> Result<Dispatched, RunError> {
         let now_ms = self.clock.now_ms();
+        if let Some(done) =
+            self.dispatch_blind(workspace_id, &req, key_expires_at_ms, now_ms).await?
+        {
+            return Ok(done);
+        }
         let key = req.idempotency_key.as_deref();
         let lookup =
             self.store.dispatch_lookup(workspace_id, key, &req.definition_id, now_ms).await?;
         if let Some(original) = lookup.replay {
             return Ok(replayed(original));
         }
-        let runnable =
-            self.active_definition(workspace_id, &req.definition_id, lookup.definition).await?;
+        let runnable = self
+            .active_definition(workspace_id, &req.definition_id, lookup.definition)
+            .await
+            .inspect_err(|_| self.definitions.forget_head(workspace_id, &req.definition_id))?;
         check_webhook_secrets(&runnable, req.webhook.is_some())?;
-        let definition_id = req.definition_id.clone();
-        let params = dispatch_params(req, runnable.version, now_ms);
-        let (state, effects) = engine::dispatch(
-            &runnable.spec,
-            &runnable.compiled,
-            params,
-            now_ms as u64,
-            &random_suffix(6),
-        )
-        .map_err(RunError::Command)?;
-        let record = new_record(workspace_id, &state, now_ms)?;
-        let changes = changes_from(&effects, &runnable.spec, &state, now_ms);
-        let wakes = Wakes::for_changes(&changes);
-        let write = ExecutionWrite { record, changes };
-        let outcome = self.store.dispatch_execution(workspace_id, write, key_expires_at_ms).await;
-        match outcome.map_err(|e| definition_error(e, &definition_id))? {
-            DispatchOutcome::Created => {
-                let key = (workspace_id.to_owned(), state.execution_id.clone());
-                self.definitions.remember_pinned(key, runnable);
-                self.wake_for(wakes);
-                Ok(Dispatched {
-                    execution_id: state.execution_id,
-                    correlation_id: state.correlation_id,
-                    deduplicated: false,
-                })
-            }
+        let mut new = NewExecution::build(workspace_id, &req, &runnable, now_ms)?;
+        if self.store.dispatches_at_head() {
+            self.definitions.remember_head(workspace_id, &req.definition_id, runnable.clone());
+            let at_head = self.dispatch_at_head(workspace_id, &runnable, new, key_expires_at_ms);
+            new = match at_head.await.map_err(|e| definition_error(e, &req.definition_id))? {
+                Ok(done) => return Ok(done),
+                Err(unsettled) => unsettled,
+            };
+        }
+        let outcome =
+            self.store.dispatch_execution(workspace_id, new.write, key_expires_at_ms).await;
+        match outcome.map_err(|e| definition_error(e, &req.definition_id))? {
+            DispatchOutcome::Created => Ok(self.created(workspace_id, new.fresh, runnable)),
             DispatchOutcome::Replayed { execution_id, correlation_id } => {
                 Ok(replayed((execution_id, correlation_id)))
             }
+        }
+    }
+
+    /// A dispatch without a read before it, where the store prefers that: built from the
+    /// definition version this process last dispatched, and written only if the definition
+    /// is still at that version. `None` when that did not settle the dispatch (nothing
+    /// dispatched here yet, the definition moved on, a key to replace or being written).
+    async fn dispatch_blind(
+        &self,
+        workspace_id: &str,
+        req: &DispatchRequest,
+        key_expires_at_ms: Option<i64>,
+        now_ms: i64,
+    ) -> Result<Option<Dispatched>, RunError> {
+        if !self.store.dispatches_at_head() {
+            return Ok(None);
+        }
+        let Some(runnable) = self.definitions.head(workspace_id, &req.definition_id) else {
+            return Ok(None);
+        };
+        // A replay answers before this error does: the lookup tells them apart.
+        if check_webhook_secrets(&runnable, req.webhook.is_some()).is_err() {
+            return Ok(None);
+        }
+        // The core's refusals, like replays, are the lookup path's to report.
+        let Ok(new) = NewExecution::build(workspace_id, req, &runnable, now_ms) else {
+            return Ok(None);
+        };
+        let at_head = self.dispatch_at_head(workspace_id, &runnable, new, key_expires_at_ms);
+        Ok(at_head.await?.ok())
+    }
+
+    /// Writes `new` if its definition is still at the version `runnable` was compiled from
+    /// and its key is new; gives `new` back when that settled nothing.
+    async fn dispatch_at_head(
+        &self,
+        workspace_id: &str,
+        runnable: &Arc<Runnable>,
+        new: NewExecution,
+        key_expires_at_ms: Option<i64>,
+    ) -> Result<Result<Dispatched, NewExecution>, StoreError> {
+        let at_head =
+            self.store.dispatch_at_head(workspace_id, runnable.head, &new.write, key_expires_at_ms);
+        Ok(match at_head.await? {
+            HeadDispatch::Created => Ok(self.created(workspace_id, new.fresh, runnable.clone())),
+            HeadDispatch::Replayed { execution_id, correlation_id } => {
+                Ok(replayed((execution_id, correlation_id)))
+            }
+            HeadDispatch::Unsettled => Err(new),
+        })
+    }
+
+    /// The answer to a dispatch that wrote a new execution, once this process knows of it.
+    fn created(&self, workspace_id: &str, fresh: Fresh, runnable: Arc<Runnable>) -> Dispatched {
+        let key = (workspace_id.to_owned(), fresh.execution_id.clone());
+        self.definitions.remember_pinned(key, runnable);
+        self.wake_for(fresh.wakes);
+        Dispatched {
+            execution_id: fresh.execution_id,
+            correlation_id: fresh.correlation_id,
+            deduplicated: false,
         }
     }
 
@@ -313,24 +398,69 @@ async fn wait_until_due(engine: &Engine, next_due_ms: Option<i64>, wake: &Notify
     }
 }
 
+/// A new execution as the store writes it, with what its answer and wake-ups need.
+struct NewExecution {
+    write: ExecutionWrite,
+    fresh: Fresh,
+}
+
+/// What is left to do once a new execution is written.
+struct Fresh {
+    execution_id: String,
+    correlation_id: String,
+    wakes: Wakes,
+}
+
+impl NewExecution {
+    /// Runs the core's dispatch of `req` on `runnable`, minting the ids `req` leaves out.
+    fn build(
+        workspace_id: &str,
+        req: &DispatchRequest,
+        runnable: &Runnable,
+        now_ms: i64,
+    ) -> Result<NewExecution, RunError> {
+        let params = dispatch_params(req, runnable.head.version, now_ms);
+        let (state, effects) = engine::dispatch(
+            &runnable.spec,
+            &runnable.compiled,
+            params,
+            now_ms as u64,
+            &random_suffix(6),
+        )
+        .map_err(RunError::Command)?;
+        let record = new_record(workspace_id, &state, now_ms)?;
+        let changes = changes_from(&effects, &runnable.spec, &state, now_ms);
+        let wakes = Wakes::for_changes(&changes);
+        Ok(NewExecution {
+            write: ExecutionWrite { record, changes },
+            fresh: Fresh {
+                execution_id: state.execution_id,
+                correlation_id: state.correlation_id,
+                wakes,
+            },
+        })
+    }
+}
+
 /// The ids and run-wide inputs of a new execution: given ones kept, missing ones minted.
-fn dispatch_params(req: DispatchRequest, definition_version: i64, now_ms: i64) -> DispatchParams {
+fn dispatch_params(req: &DispatchRequest, definition_version: i64, now_ms: i64) -> DispatchParams {
     let execution_id = ids::execution_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN));
     let correlation_id = req
         .correlation_id
+        .clone()
         .unwrap_or_else(|| ids::correlation_id(now_ms, &random_suffix(ids::ID_RANDOM_LEN)));
     let idempotency_key =
-        req.idempotency_key.unwrap_or_else(|| ids::auto_idempotency_key(&execution_id));
+        req.idempotency_key.clone().unwrap_or_else(|| ids::auto_idempotency_key(&execution_id));
     DispatchParams {
         execution_id,
         correlation_id,
         idempotency_key,
         definition_version: definition_version as u32,
-        trigger_context: Value::Object(req.trigger_context),
-        organization_id: req.organization_id,
-        document_id: req.document_id,
-        folder_id: req.folder_id,
-        webhook: req.webhook,
+        trigger_context: Value::Object(req.trigger_context.clone()),
+        organization_id: req.organization_id.clone(),
+        document_id: req.document_id.clone(),
+        folder_id: req.folder_id.clone(),
+        webhook: req.webhook.clone(),
     }
 }
 
