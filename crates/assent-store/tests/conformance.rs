@@ -179,6 +179,7 @@ conformance!(
     dispatch_refused_unless_definition_active,
     dispatch_lookup_reads_the_definition_head,
     dispatch_at_head_writes_only_at_that_head,
+    dispatch_at_head_writes_timers_and_deliveries,
     concurrent_dispatches_at_head_of_one_key_create_one,
     list_pages_many_executions_in_one_millisecond,
     events_page_external_only,
@@ -1042,6 +1043,39 @@ async fn dispatch_at_head_writes_only_at_that_head<B: Backend>(backend: B) {
     for id in ["exec_6", "exec_7"] {
         assert!(store.get_execution(&ws, id).await.unwrap().is_none());
     }
+}
+
+async fn dispatch_at_head_writes_timers_and_deliveries<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    if !store.dispatches_at_head() {
+        return;
+    }
+    let ws = new_workspace(&store, "w").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    let head = head_of(&store, &ws).await;
+    // Each combination, as the statement leaves out the parts with nothing to insert.
+    for (n, timers, deliveries) in
+        [(1, false, false), (2, true, false), (3, false, true), (4, true, true)]
+    {
+        let mut write = execution_with_deliveries(&ws, &format!("exec_{n}"), 2, NOW_MS);
+        if !deliveries {
+            write.changes.deliveries.clear();
+        }
+        if timers {
+            write.changes.timers_set.push(timer("sla:step", NOW_MS + n));
+        }
+        let outcome = store.dispatch_at_head(&ws, head, &write, None).await.unwrap();
+        assert_eq!(outcome, HeadDispatch::Created);
+    }
+    let claimed = store.claim_due_timers(NOW_MS + 10, 1_000, 10).await.unwrap();
+    let mut timed: Vec<_> =
+        claimed.iter().map(|t| (t.execution_id.as_str(), t.due_at_ms)).collect();
+    timed.sort();
+    assert_eq!(timed, [("exec_2", NOW_MS + 2), ("exec_4", NOW_MS + 4)]);
+    let delivered = listed(&store, &ws).await;
+    let mut queued: Vec<_> = delivered.iter().map(|d| (d.execution_id.as_str(), d.seq)).collect();
+    queued.sort();
+    assert_eq!(queued, [("exec_3", 1), ("exec_3", 2), ("exec_4", 1), ("exec_4", 2)]);
 }
 
 async fn concurrent_dispatches_at_head_of_one_key_create_one<B: Backend>(backend: B) {

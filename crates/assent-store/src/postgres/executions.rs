@@ -19,6 +19,7 @@ use crate::{
 };
 use deadpool_postgres::{Client, Transaction};
 use serde_json::Value;
+use std::sync::LazyLock;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -98,43 +99,45 @@ pub(super) async fn dispatch_at_head(
     let timers = TimerColumns::of(&changes.timers_set);
     let deliveries = DeliveryColumns::of(&changes.deliveries);
     let next_seq = next_seq_after(1, &changes.events);
-    let statement = client.prepare_cached(DISPATCH_AT_HEAD).await?;
-    let row = client
-        .query_one(
-            &statement,
-            &[
-                &workspace_id,
-                &record.definition_id,
-                &record.idempotency_key,
-                &record.execution_id,
-                &record.correlation_id,
-                &idempotency_expires_at_ms,
-                &record.definition_version,
-                &record.status.as_str(),
-                &record.started_at_ms,
-                &record.updated_at_ms,
-                &next_seq,
-                &record.state,
-                &events.seqs,
-                &events.types,
-                &events.steps,
-                &events.timestamps,
-                &events.data,
-                &events.external,
-                &timers.keys,
-                &timers.due,
-                &timers.payloads,
-                &deliveries.event_ids,
-                &deliveries.seqs,
-                &deliveries.event_types,
-                &deliveries.urls,
-                &deliveries.secrets,
-                &deliveries.bodies,
-                &head.created_at_ms,
-                &head.updated_at_ms,
-            ],
-        )
-        .await?;
+    let status = record.status.as_str();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &workspace_id,
+        &record.definition_id,
+        &record.idempotency_key,
+        &record.execution_id,
+        &record.correlation_id,
+        &idempotency_expires_at_ms,
+        &record.definition_version,
+        &status,
+        &record.started_at_ms,
+        &record.updated_at_ms,
+        &next_seq,
+        &record.state,
+        &events.seqs,
+        &events.types,
+        &events.steps,
+        &events.timestamps,
+        &events.data,
+        &events.external,
+        &head.created_at_ms,
+        &head.updated_at_ms,
+    ];
+    let (with_timers, with_deliveries) = (!timers.keys.is_empty(), !deliveries.seqs.is_empty());
+    if with_timers {
+        params.extend::<[&(dyn ToSql + Sync); 3]>([&timers.keys, &timers.due, &timers.payloads]);
+    }
+    if with_deliveries {
+        params.extend::<[&(dyn ToSql + Sync); 6]>([
+            &deliveries.event_ids,
+            &deliveries.seqs,
+            &deliveries.event_types,
+            &deliveries.urls,
+            &deliveries.secrets,
+            &deliveries.bodies,
+        ]);
+    }
+    let statement = client.prepare_cached(dispatch_statement(with_timers, with_deliveries)).await?;
+    let row = client.query_one(&statement, &params).await?;
     if row.try_get(0)? {
         return Ok(HeadDispatch::Created);
     }
@@ -174,15 +177,42 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
-/// The statement of [`dispatch_at_head`]. Each part reads the one before it, so nothing is
-/// written past the first that did not happen. None of a new execution's deliveries has a
-/// pending one before it, so only its first is left out of the queue (as
-/// `deliveries::insert_deliveries` does). The last part reads the statement's snapshot,
-/// which does not hold what the parts before it wrote: a key found there was there before.
-const DISPATCH_AT_HEAD: &str = "WITH definition AS (
+/// The statement of [`dispatch_at_head`] with the parts a dispatch needs: one that would
+/// insert no row is left out, as each part opens its table and every index of it on every
+/// run. Built once for each of the four forms.
+fn dispatch_statement(with_timers: bool, with_deliveries: bool) -> &'static str {
+    static FORMS: LazyLock<[String; 4]> = LazyLock::new(|| {
+        let form = |timers: bool, deliveries: bool| {
+            let mut text = DISPATCH_WITH.to_owned();
+            let mut next_param = DISPATCH_WITH_PARAMS + 1;
+            for (wanted, part, params) in
+                [(timers, TIMERS_PART, 3), (deliveries, DELIVERIES_PART, 6)]
+            {
+                if wanted {
+                    text.push_str(&numbered(part, next_param, params));
+                    next_param += params;
+                }
+            }
+            text + DISPATCH_ANSWER
+        };
+        [form(false, false), form(true, false), form(false, true), form(true, true)]
+    });
+    &FORMS[usize::from(with_timers) + 2 * usize::from(with_deliveries)]
+}
+
+/// `part` with its parameters `$+1` … `$+count` numbered from `first`.
+fn numbered(part: &str, first: usize, count: usize) -> String {
+    (1..=count).rev().fold(part.to_owned(), |text, i| {
+        text.replace(&format!("$+{i}"), &format!("${}", first + i - 1))
+    })
+}
+
+/// The parts of [`dispatch_at_head`] every dispatch has. Each part reads the one before
+/// it, so nothing is written past the first that did not happen.
+const DISPATCH_WITH: &str = "WITH definition AS (
      SELECT status FROM definitions
       WHERE workspace_id = $1 AND definition_id = $2 AND version = $7
-        AND created_at_ms = $28 AND updated_at_ms = $29
+        AND created_at_ms = $19 AND updated_at_ms = $20
         FOR SHARE),
  key AS (
      INSERT INTO idempotency_keys (workspace_id, idempotency_key, execution_id,
@@ -205,23 +235,36 @@ const DISPATCH_AT_HEAD: &str = "WITH definition AS (
        FROM UNNEST($13::bigint[], $14::text[], $15::text[], $16::bigint[], $17::json[],
                    $18::boolean[])
          AS e (seq, event_type, step_id, timestamp_ms, data, external)
-      WHERE EXISTS (SELECT 1 FROM execution)),
+      WHERE EXISTS (SELECT 1 FROM execution))";
+
+/// How many parameters [`DISPATCH_WITH`] takes.
+const DISPATCH_WITH_PARAMS: usize = 20;
+
+const TIMERS_PART: &str = ",
  timers AS (
      INSERT INTO timers (workspace_id, execution_id, timer_key, due_at_ms, claimable_at_ms,
                          payload)
      SELECT $1, $4, t.timer_key, t.due_at_ms, t.due_at_ms, t.payload
-       FROM UNNEST($19::text[], $20::bigint[], $21::json[]) AS t (timer_key, due_at_ms, payload)
-      WHERE EXISTS (SELECT 1 FROM execution)),
+       FROM UNNEST($+1::text[], $+2::bigint[], $+3::json[]) AS t (timer_key, due_at_ms, payload)
+      WHERE EXISTS (SELECT 1 FROM execution))";
+
+/// None of a new execution's deliveries has a pending one before it, so only its first is
+/// left out of the queue (as `deliveries::insert_deliveries` does).
+const DELIVERIES_PART: &str = ",
  deliveries AS (
      INSERT INTO deliveries (workspace_id, execution_id, event_id, seq, event_type, url, secret,
                              body, status, next_attempt_at_ms, queued, created_at_ms,
                              updated_at_ms)
      SELECT $1, $4, d.event_id, d.seq, d.event_type, d.url, d.secret, d.body, 'pending',
             $10::bigint, d.n > 1, $10::bigint, $10::bigint
-       FROM UNNEST($22::text[], $23::bigint[], $24::text[], $25::text[], $26::text[],
-                   $27::text[]) WITH ORDINALITY
+       FROM UNNEST($+1::text[], $+2::bigint[], $+3::text[], $+4::text[], $+5::text[],
+                   $+6::text[]) WITH ORDINALITY
          AS d (event_id, seq, event_type, url, secret, body, n)
-      WHERE EXISTS (SELECT 1 FROM execution))
+      WHERE EXISTS (SELECT 1 FROM execution))";
+
+/// The answer: whether the execution was written, and the key as it stood before the
+/// statement (its snapshot does not hold what the parts above wrote).
+const DISPATCH_ANSWER: &str = "
  SELECT EXISTS (SELECT 1 FROM execution), k.execution_id, k.correlation_id, k.expires_at_ms
    FROM (SELECT 1) AS one
    LEFT JOIN idempotency_keys k ON k.workspace_id = $1 AND k.idempotency_key = $3";
