@@ -188,9 +188,11 @@ impl Engine {
         check_webhook_secrets(&runnable, req.webhook.is_some())?;
         let mut new = NewExecution::build(workspace_id, &req, &runnable, now_ms)?;
         if self.store.dispatches_at_head() {
+            // One statement at the version just read; the transaction below takes what it
+            // leaves (a key that expired, or one a racing dispatch is writing).
             self.definitions.remember_head(workspace_id, &req.definition_id, runnable.clone());
             let at_head = self.dispatch_at_head(workspace_id, &runnable, new, key_expires_at_ms);
-            new = match at_head.await.map_err(|e| definition_error(e, &req.definition_id))? {
+            new = match at_head.await? {
                 Ok(done) => return Ok(done),
                 Err(unsettled) => unsettled,
             };
