@@ -5,7 +5,7 @@ use crate::{
     DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
     DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
     ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, PgStore,
-    SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
+    PinnedVersion, SqliteStore, Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{Connection, ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
@@ -250,6 +250,14 @@ impl Store for AnyStore {
         execution_id: &str,
     ) -> StoreResult<Option<ExecutionRecord>> {
         delegate!(self.get_execution(workspace_id, execution_id))
+    }
+
+    async fn pinned_version(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<PinnedVersion>> {
+        delegate!(self.pinned_version(workspace_id, execution_id))
     }
 
     async fn list_executions(

@@ -91,6 +91,49 @@ pub struct DispatchLookup {
     pub definition: Option<DefinitionHead>,
 }
 
+/// The definition version an execution runs, without the definition's body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinnedVersion {
+    pub definition_id: String,
+    pub version: i64,
+    /// That version as stored; `None` once it is no longer stored or its definition was
+    /// deleted, as [`Store::get_definition_version`](crate::Store::get_definition_version)
+    /// would find it.
+    pub stored: Option<DefinitionHead>,
+}
+
+impl PinnedVersion {
+    /// From a row of [`PINNED_VERSION`]: `created_at_ms` and `updated_at_ms` are those of
+    /// the stored version, both `None` when there is none.
+    pub(crate) fn from_columns(
+        definition_id: String,
+        version: i64,
+        stored_at_ms: Option<(i64, i64)>,
+    ) -> PinnedVersion {
+        let stored = stored_at_ms.map(|(created_at_ms, updated_at_ms)| DefinitionHead {
+            version,
+            status: DefinitionStatus::Active,
+            created_at_ms,
+            updated_at_ms,
+        });
+        PinnedVersion { definition_id, version, stored }
+    }
+}
+
+/// An execution's definition id and version, and that version's timestamps while it is
+/// stored and its definition active. The same text for both stores (SQLite numbers `$n`
+/// parameters in the order they first appear, which is theirs here).
+pub(crate) const PINNED_VERSION: &str = "SELECT e.definition_id, e.definition_version,
+        v.created_at_ms, v.updated_at_ms
+   FROM executions e
+   LEFT JOIN definitions d
+     ON d.workspace_id = e.workspace_id AND d.definition_id = e.definition_id
+    AND d.status = 'active'
+   LEFT JOIN definition_versions v
+     ON v.workspace_id = d.workspace_id AND v.definition_id = d.definition_id
+    AND v.version = e.definition_version
+  WHERE e.workspace_id = $1 AND e.execution_id = $2";
+
 /// Which stored version a definition is at, without its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DefinitionHead {

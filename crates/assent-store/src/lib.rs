@@ -30,7 +30,7 @@ pub use deliveries::{
 pub use executions::{
     ClaimedTimer, DefinitionHead, DispatchLookup, DispatchOutcome, EventPage, EventRecord,
     ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    HeadDispatch, NewEvent, TimerSet,
+    HeadDispatch, NewEvent, PinnedVersion, TimerSet,
 };
 pub use postgres::PgStore;
 pub use schedules::{DueSchedule, ScheduleEntry};
@@ -334,6 +334,14 @@ pub trait Store: Send + Sync + 'static {
         workspace_id: &str,
         execution_id: &str,
     ) -> impl Future<Output = StoreResult<Option<ExecutionRecord>>> + Send;
+
+    /// The definition version an execution runs; `None` without the execution. One small
+    /// read, so that a process that has that version compiled need not read either whole.
+    fn pinned_version(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<PinnedVersion>>> + Send;
 
     /// Executions newest first (`started_at_ms`, then `execution_id`), after `cursor` when
     /// given; `InvalidCursor` for a cursor no list gave out.

@@ -8,7 +8,8 @@ use assent_store::{
     DefinitionHead, DefinitionRecord, DefinitionStatus, DeliveryAttempt, DeliveryFilter,
     DeliveryRecord, DeliveryStatus, DispatchLookup, DispatchOutcome, DueSchedule, ExecutionChanges,
     ExecutionRecord, ExecutionStatus, ExecutionWrite, HeadDispatch, NewConnection, NewDefinition,
-    NewDelivery, NewEvent, PgStore, ScheduleEntry, SqliteStore, Store, StoreError, TimerSet,
+    NewDelivery, NewEvent, PgStore, PinnedVersion, ScheduleEntry, SqliteStore, Store, StoreError,
+    TimerSet,
 };
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
@@ -179,6 +180,7 @@ conformance!(
     dispatch_refused_unless_definition_active,
     dispatch_lookup_reads_the_definition_head,
     dispatch_at_head_writes_only_at_that_head,
+    pinned_version_names_the_stored_version,
     dispatch_at_head_writes_timers_and_deliveries,
     concurrent_dispatches_at_head_of_one_key_create_one,
     list_pages_many_executions_in_one_millisecond,
@@ -960,6 +962,42 @@ async fn dispatch_lookup_reads_the_definition_head<B: Backend>(backend: B) {
     assert_eq!(both.definition, Some(tombstone));
     let theirs = store.dispatch_lookup(&other, Some("k1"), "d", NOW_MS).await.unwrap();
     assert_eq!(theirs, DispatchLookup { replay: None, definition: None });
+}
+
+async fn pinned_version_names_the_stored_version<B: Backend>(backend: B) {
+    let store = backend.open().await;
+    let ws = new_workspace(&store, "w").await;
+    let other = new_workspace(&store, "o").await;
+    store.create_definition(&ws, definition("d", 1), NOW_MS).await.unwrap();
+    dispatch(&store, &ws, "exec_1", "d", "k1", NOW_MS).await;
+    let stored = store.get_definition_version(&ws, "d", 1).await.unwrap().expect("version 1");
+    let pinned = |ws: String| {
+        let store = &store;
+        async move { store.pinned_version(&ws, "exec_1").await.unwrap() }
+    };
+    let expected = PinnedVersion {
+        definition_id: "d".into(),
+        version: 1,
+        stored: Some(DefinitionHead {
+            version: 1,
+            status: DefinitionStatus::Active,
+            created_at_ms: stored.created_at_ms,
+            updated_at_ms: stored.updated_at_ms,
+        }),
+    };
+    assert_eq!(pinned(ws.clone()).await, Some(expected.clone()));
+    assert_eq!(pinned(other.clone()).await, None, "another workspace's execution");
+    assert_eq!(store.pinned_version(&ws, "exec_none").await.unwrap(), None);
+
+    // A later version of the definition leaves the execution on the one it started with.
+    store.update_definition(&ws, definition("d", 2), 1, NOW_MS + 7).await.unwrap();
+    assert_eq!(pinned(ws.clone()).await, Some(expected.clone()));
+
+    // Deleted: the version is no longer there to run, as `get_definition_version` says.
+    set_status(&store, &ws, "exec_1", ExecutionStatus::Completed).await;
+    store.delete_definition(&ws, "d", false, NOW_MS + 9).await.unwrap();
+    assert!(store.get_definition_version(&ws, "d", 1).await.unwrap().is_none());
+    assert_eq!(pinned(ws.clone()).await, Some(PinnedVersion { stored: None, ..expected }));
 }
 
 /// The head `dispatch_lookup` reads for definition `d`.

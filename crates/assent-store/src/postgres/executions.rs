@@ -15,7 +15,7 @@ use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
     EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    HeadDispatch, NewDelivery, NewEvent, StoreError, StoreResult, TimerSet,
+    HeadDispatch, NewDelivery, NewEvent, PinnedVersion, StoreError, StoreResult, TimerSet,
 };
 use deadpool_postgres::{Client, Transaction};
 use serde_json::Value;
@@ -418,6 +418,17 @@ pub(super) async fn get_execution(
     );
     let row = read_opt(client, &sql, &[&workspace_id, &execution_id]).await?;
     row.as_ref().map(record_from_row).transpose()
+}
+
+pub(super) async fn pinned_version(
+    client: &Client,
+    workspace_id: &str,
+    execution_id: &str,
+) -> StoreResult<Option<PinnedVersion>> {
+    let row = read_opt(client, executions::PINNED_VERSION, &[&workspace_id, &execution_id]).await?;
+    let Some(row) = row else { return Ok(None) };
+    let stored_at_ms = row.try_get::<_, Option<i64>>(2)?.zip(row.try_get::<_, Option<i64>>(3)?);
+    Ok(Some(PinnedVersion::from_columns(row.try_get(0)?, row.try_get(1)?, stored_at_ms)))
 }
 
 pub(super) async fn list_executions(

@@ -21,8 +21,8 @@ use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionHead, DefinitionPage,
     DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
     DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
-    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, Store,
-    StoreError, StoreResult, WorkspaceInfo,
+    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, PinnedVersion,
+    Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{Connection, ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
@@ -571,6 +571,15 @@ impl Store for PgStore {
     ) -> StoreResult<Option<ExecutionRecord>> {
         let client = self.pool.get().await?;
         executions::get_execution(&client, workspace_id, execution_id).await
+    }
+
+    async fn pinned_version(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<PinnedVersion>> {
+        let client = self.pool.get().await?;
+        executions::pinned_version(&client, workspace_id, execution_id).await
     }
 
     async fn list_executions(

@@ -8,7 +8,7 @@ use crate::shared::{page_size_bounded, TIMER_CLAIM_MAX};
 use crate::{
     ClaimedTimer, DefinitionHead, DefinitionStatus, DispatchLookup, DispatchOutcome, EventPage,
     EventRecord, ExecutionChanges, ExecutionPage, ExecutionRecord, ExecutionStatus, ExecutionWrite,
-    StoreError, StoreResult,
+    PinnedVersion, StoreError, StoreResult,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, ToSql};
 use serde_json::Value;
@@ -172,6 +172,21 @@ pub(super) fn get_execution(
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![workspace_id, execution_id])?;
     rows.next()?.map(record_from_row).transpose()
+}
+
+pub(super) fn pinned_version(
+    conn: &Connection,
+    workspace_id: &str,
+    execution_id: &str,
+) -> StoreResult<Option<PinnedVersion>> {
+    let mut stmt = conn.prepare_cached(executions::PINNED_VERSION)?;
+    let pinned = stmt
+        .query_row(params![workspace_id, execution_id], |row| {
+            let stored_at_ms = row.get::<_, Option<i64>>(2)?.zip(row.get::<_, Option<i64>>(3)?);
+            Ok(PinnedVersion::from_columns(row.get(0)?, row.get(1)?, stored_at_ms))
+        })
+        .optional()?;
+    Ok(pinned)
 }
 
 pub(super) fn list_executions(

@@ -20,8 +20,8 @@ use crate::{
     AfterAttempt, AuthOutcome, ClaimedDelivery, ClaimedTimer, DefinitionHead, DefinitionPage,
     DefinitionRecord, DeliveryAttempt, DeliveryFilter, DeliveryPage, DispatchLookup,
     DispatchOutcome, DueSchedule, EventPage, ExecutionChanges, ExecutionPage, ExecutionRecord,
-    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, Store,
-    StoreError, StoreResult, WorkspaceInfo,
+    ExecutionStatus, ExecutionWrite, HeadDispatch, NewCredentials, NewDefinition, PinnedVersion,
+    Store, StoreError, StoreResult, WorkspaceInfo,
 };
 use crate::{ConnectionRecord, NewConnection};
 use assent_core::model::AppProvider;
@@ -493,6 +493,15 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<ExecutionRecord>> {
         let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
         self.read(move |conn| executions::get_execution(conn, &workspace_id, &execution_id)).await
+    }
+
+    async fn pinned_version(
+        &self,
+        workspace_id: &str,
+        execution_id: &str,
+    ) -> StoreResult<Option<PinnedVersion>> {
+        let (workspace_id, execution_id) = (workspace_id.to_owned(), execution_id.to_owned());
+        self.read(move |conn| executions::pinned_version(conn, &workspace_id, &execution_id)).await
     }
 
     async fn list_executions(

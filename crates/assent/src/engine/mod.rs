@@ -354,19 +354,26 @@ impl Engine {
         if let Some(runnable) = self.definitions.pinned(&key) {
             return Ok(runnable);
         }
-        let record = self.store.get_execution(workspace_id, execution_id).await?;
-        let record = record.ok_or_else(|| execution_not_found(execution_id))?;
-        let version = self
-            .store
-            .get_definition_version(workspace_id, &record.definition_id, record.definition_version)
-            .await?;
-        let version = version.ok_or_else(|| {
+        let pin = self.store.pinned_version(workspace_id, execution_id).await?;
+        let pin = pin.ok_or_else(|| execution_not_found(execution_id))?;
+        let no_longer_stored = || {
             RunError::Precondition(format!(
                 "Definition {} version {} is no longer stored",
-                record.definition_id, record.definition_version
+                pin.definition_id, pin.version
             ))
-        })?;
-        let runnable = self.definitions.runnable(workspace_id, &version, &self.policy)?;
+        };
+        let head = pin.stored.ok_or_else(no_longer_stored)?;
+        let runnable = match self.definitions.cached(workspace_id, &pin.definition_id, &head) {
+            Some(runnable) => runnable,
+            None => {
+                let version = self
+                    .store
+                    .get_definition_version(workspace_id, &pin.definition_id, pin.version)
+                    .await?;
+                let version = version.ok_or_else(no_longer_stored)?;
+                self.definitions.runnable(workspace_id, &version, &self.policy)?
+            }
+        };
         self.definitions.remember_pinned(key, runnable.clone());
         Ok(runnable)
     }
